@@ -1,0 +1,103 @@
+"""The rule parameters: defaults in ``parameters.yaml``, user overrides by ``ROM_PARAMETERS``.
+
+Parameters reach SQL in two ways, both set by :func:`apply_parameters`:
+scalars as DuckDB variables (``getvariable('norm_score')``) and tables in the
+``config`` schema (instruments, reliable-change constants, indicator targets).
+Every run records the flattened values and their hash.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rom_pipeline.paths import PACKAGE_DIR, SCHEMAS_DIR
+
+DEFAULTS_FILE = PACKAGE_DIR / "parameters.yaml"
+INSTRUMENTS_FILE = SCHEMAS_DIR / "instruments.yaml"
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@dataclass(frozen=True)
+class Parameters:
+    tree: dict[str, Any]
+    instruments: dict[str, Any]
+
+    @property
+    def scalars(self) -> dict[str, float | str]:
+        """Flat name -> value of the single-valued parameters (the DuckDB variables)."""
+        out: dict[str, float | str] = {}
+        for section in ("outcomes", "indicators"):
+            for name, entry in self.tree[section].items():
+                if isinstance(entry, dict) and "value" in entry:
+                    out[name] = entry["value"]
+                elif not isinstance(entry, dict) and name != "targets":
+                    out[name] = entry
+        out["reliable_change_z"] = self.tree["reliable_change"]["z_critical"]["value"]
+        out["max_blank_share"] = self.instruments["max_blank_share"]
+        out["total_mismatch_tolerance"] = self.instruments["total_mismatch_tolerance"]
+        return out
+
+    def as_json(self) -> str:
+        return json.dumps({"parameters": self.tree, "instruments": self.instruments}, sort_keys=True)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.as_json().encode()).hexdigest()
+
+
+def load_parameters(override_file: str | os.PathLike | None = None) -> Parameters:
+    tree = yaml.safe_load(DEFAULTS_FILE.read_text())
+    override_file = override_file or os.environ.get("ROM_PARAMETERS")
+    if override_file:
+        path = Path(override_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"ROM_PARAMETERS names {path}, which is not a file")
+        tree = _deep_merge(tree, yaml.safe_load(path.read_text()) or {})
+    instruments = yaml.safe_load(INSTRUMENTS_FILE.read_text())
+    return Parameters(tree=tree, instruments=instruments)
+
+
+def apply_parameters(con, params: Parameters) -> None:
+    """Make the parameters visible to SQL: variables plus ``config.*`` tables."""
+    for name, value in params.scalars.items():
+        con.execute(f"SET VARIABLE {name} = ?", [value])
+    con.execute("CREATE SCHEMA IF NOT EXISTS config")
+    rc = params.tree["reliable_change"]["instruments"]
+    instrument_rows = [
+        (code, spec["name"], spec["items"], spec["item_min"], spec["item_max"], spec["total_min"],
+         spec["total_max"], spec["higher_is"], spec["scoring"],
+         rc.get(code, {}).get("s_pre"), rc.get(code, {}).get("r_xx"), rc.get(code, {}).get("cutoff"),
+         rc.get(code, {}).get("source"))
+        for code, spec in params.instruments["instruments"].items()
+    ]
+    con.execute("""
+        CREATE OR REPLACE TABLE config.instruments (
+            code VARCHAR PRIMARY KEY, name VARCHAR, items INTEGER, item_min INTEGER, item_max INTEGER,
+            total_min DOUBLE, total_max DOUBLE, higher_is VARCHAR, scoring VARCHAR,
+            rc_s_pre DOUBLE, rc_r_xx DOUBLE, rc_cutoff DOUBLE, rc_source VARCHAR)""")
+    con.executemany("INSERT INTO config.instruments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", instrument_rows)
+    targets = params.tree["indicators"]["targets"]
+    con.execute("""
+        CREATE OR REPLACE TABLE config.indicator_targets (
+            indicator VARCHAR PRIMARY KEY, comparator VARCHAR, target DOUBLE, source VARCHAR)""")
+    con.executemany("INSERT INTO config.indicator_targets VALUES (?,?,?,?)",
+                    [(k, v["comparator"], v["value"], v["source"]) for k, v in targets.items()])
+    con.execute("CREATE OR REPLACE TABLE config.parameters (name VARCHAR PRIMARY KEY, value VARCHAR)")
+    con.executemany("INSERT INTO config.parameters VALUES (?, ?)",
+                    [(k, str(v)) for k, v in sorted(params.scalars.items())])

@@ -1,0 +1,1 @@
+"""Pure logic with unit tests of its own: no Dagster in here."""

@@ -1,0 +1,68 @@
+"""Dagster resources, configured from the environment (ROM_EXPORT_DIR, ROM_DATA_DIR, ...)."""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import dagster as dg
+import duckdb
+
+from rom_pipeline.config import Parameters, apply_parameters, load_parameters
+from rom_pipeline.paths import DEFAULT_DATA_DIR, SAMPLE_EXPORT_DIR
+
+WORK_DB_NAME = "work.duckdb"
+WAREHOUSE_DB_NAME = "warehouse.duckdb"
+
+
+class Workspace(dg.ConfigurableResource):
+    """The pipeline's private DuckDB work database and the paths around it.
+
+    Only the pipeline opens ``work.duckdb``; analysts read ``warehouse.duckdb``,
+    which publishing swaps in whole. ``memory_limit`` and ``threads`` bound DuckDB.
+    """
+
+    data_dir: str = str(DEFAULT_DATA_DIR)
+    export_dir: str = str(SAMPLE_EXPORT_DIR)
+    parameters_file: str = ""
+    memory_limit: str = "8GB"
+    threads: int = 0  # 0: DuckDB's default (all cores)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def work_db_path(self) -> Path:
+        return self.data_path / WORK_DB_NAME
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_path / WAREHOUSE_DB_NAME
+
+    def parameters(self) -> Parameters:
+        return load_parameters(self.parameters_file or None)
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the work database with the parameters applied."""
+        self.data_path.mkdir(parents=True, exist_ok=True)
+        spill = self.data_path / "duckdb_tmp"
+        con = duckdb.connect(str(self.work_db_path), config={
+            "memory_limit": self.memory_limit, "temp_directory": str(spill),
+            **({"threads": self.threads} if self.threads else {}),
+        })
+        try:
+            apply_parameters(con, self.parameters())
+            yield con
+        finally:
+            con.close()
+
+
+def workspace_from_env() -> Workspace:
+    return Workspace(
+        data_dir=dg.EnvVar("ROM_DATA_DIR") if os.environ.get("ROM_DATA_DIR") else str(DEFAULT_DATA_DIR),
+        export_dir=dg.EnvVar("ROM_EXPORT_DIR") if os.environ.get("ROM_EXPORT_DIR") else str(SAMPLE_EXPORT_DIR),
+        parameters_file=dg.EnvVar("ROM_PARAMETERS") if os.environ.get("ROM_PARAMETERS") else "",
+    )

@@ -1,0 +1,1 @@
+"""Machine-readable schemas: the export contract (pandera) and the published warehouse (YAML)."""

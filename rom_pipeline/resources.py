@@ -60,9 +60,41 @@ class Workspace(dg.ConfigurableResource):
             con.close()
 
 
+def resolved_paths() -> tuple[Path, Path]:
+    """(export root, data dir) as the environment sets them, for messages outside Dagster."""
+    return (Path(os.environ.get("ROM_EXPORT_DIR") or SAMPLE_EXPORT_DIR),
+            Path(os.environ.get("ROM_DATA_DIR") or DEFAULT_DATA_DIR))
+
+
 def workspace_from_env() -> Workspace:
     return Workspace(
         data_dir=dg.EnvVar("ROM_DATA_DIR") if os.environ.get("ROM_DATA_DIR") else str(DEFAULT_DATA_DIR),
         export_dir=dg.EnvVar("ROM_EXPORT_DIR") if os.environ.get("ROM_EXPORT_DIR") else str(SAMPLE_EXPORT_DIR),
         parameters_file=dg.EnvVar("ROM_PARAMETERS") if os.environ.get("ROM_PARAMETERS") else "",
     )
+
+
+class PseudonymKey(dg.ConfigurableResource):
+    """The secret for client-id pseudonyms (ROM_PSEUDONYM_KEY), or the public demo key in demo mode."""
+
+    key: str = ""
+    demo: bool = False
+
+    def key_bytes(self, log=None) -> bytes:
+        from rom_pipeline.lib.pseudonym import DEMO_KEY, check_key
+
+        if self.key:
+            return check_key(self.key)
+        if self.demo:
+            if log:
+                log("DEMO MODE: client ids are pseudonymised with the PUBLIC demo key. "
+                    "Never run real client data this way: set ROM_PSEUDONYM_KEY.")
+            return DEMO_KEY.encode()
+        return check_key(None)
+
+
+def pseudonym_key_from_env() -> PseudonymKey:
+    demo = os.environ.get("ROM_DEMO", "") not in ("", "0", "false")
+    if os.environ.get("ROM_PSEUDONYM_KEY"):
+        return PseudonymKey(key=dg.EnvVar("ROM_PSEUDONYM_KEY"), demo=demo)
+    return PseudonymKey(key="", demo=demo)

@@ -3,7 +3,6 @@
 Asset key = ``[layer, table]`` = the DuckDB table it builds. The asset body is
 thin by design: run the model, record metadata. Business rules live in the SQL.
 """
-from __future__ import annotations
 
 from typing import Sequence
 

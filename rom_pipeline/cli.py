@@ -1,0 +1,54 @@
+"""`rom-pipeline`: run the pipeline, explain a figure, generate synthetic deliveries."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.demo:
+        os.environ["ROM_DEMO"] = "1"
+    if args.export_dir:
+        os.environ["ROM_EXPORT_DIR"] = str(Path(args.export_dir).resolve())
+    if args.data_dir:
+        os.environ["ROM_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    from rom_pipeline.run import run_pipeline  # imports Dagster: keep `--help` fast
+
+    return run_pipeline(quiet=args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rom-pipeline", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="one full pipeline run, in-process; exit 0 only if it published")
+    run.add_argument("--demo", action="store_true",
+                     help="demo mode: pseudonymise with the PUBLIC demo key when ROM_PSEUDONYM_KEY is unset")
+    run.add_argument("--export-dir", help="root of the deliveries (default: $ROM_EXPORT_DIR or the bundled sample)")
+    run.add_argument("--data-dir", help="work and publish folder (default: $ROM_DATA_DIR or ./data)")
+    run.add_argument("--quiet", action="store_true", help="only the summary")
+    run.set_defaults(func=_run)
+
+    try:
+        from rom_pipeline.generate.cli import register as register_generate
+    except ImportError:  # the generator is optional for running the pipeline
+        register_generate = None
+    if register_generate:
+        register_generate(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.monotonic()
+    code = args.func(args)
+    if args.command == "run":
+        print(f"rom-pipeline {args.command}: finished in {time.monotonic() - started:.1f} s (exit {code})")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

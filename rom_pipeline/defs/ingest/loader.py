@@ -1,0 +1,263 @@
+"""Discover deliveries, verify them against their manifest, and load them as text into ``raw``.
+
+Each delivery loads in one transaction: a checksum, row count or header that
+does not match rolls the whole delivery back and records it as rejected, so a
+broken delivery never replaces a good one. A delivery whose manifest is
+unchanged since it was last read is skipped (re-reading changes nothing).
+Client ids are pseudonymised in the batch, before the first row is stored.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+
+from rom_pipeline.lib.delivered_files import BadHeader, ReadStats, read_delivered_file
+from rom_pipeline.lib.manifest import (DeliveredFile, DeliveryRejected, Manifest, discover_manifests,
+                                       read_manifest, sha256_of_file)
+from rom_pipeline.lib.pseudonym import pseudonymise_array
+from schemas.contract import FILES
+from schemas.reference import REFERENCE_FILES
+
+REFERENCE_DELIVERY_ID = "reference"
+ALL_FILES = {**FILES, **REFERENCE_FILES}
+WITHHELD = "(withheld: a malformed episodes row may hold a raw client id)"
+
+
+def raw_columns(file: str) -> list[str]:
+    return list(ALL_FILES[file].columns)
+
+
+def _has_own_concern_id(file: str) -> bool:
+    """Reference files name the concern on every row; delivery files inherit it from the manifest."""
+    return "concern_id" in ALL_FILES[file].columns
+
+
+def ensure_tables(con) -> None:
+    for schema in ("raw", "audit"):
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    for file in ALL_FILES:
+        cols = ", ".join(f'"{c}" VARCHAR' for c in raw_columns(file))
+        concern = "" if _has_own_concern_id(file) else "concern_id VARCHAR, "
+        con.execute(f"""CREATE TABLE IF NOT EXISTS raw.{file} (
+            delivery_id VARCHAR NOT NULL, {concern}file_name VARCHAR NOT NULL,
+            file_sha256 VARCHAR NOT NULL, source_row_number BIGINT NOT NULL, {cols})""")
+    con.execute("""CREATE TABLE IF NOT EXISTS raw.rejected_rows (
+        delivery_id VARCHAR NOT NULL, concern_id VARCHAR, file_name VARCHAR NOT NULL, logical_file VARCHAR NOT NULL,
+        source_row_number BIGINT NOT NULL, reason VARCHAR NOT NULL, detail VARCHAR, raw_text VARCHAR)""")
+    con.execute("""CREATE TABLE IF NOT EXISTS audit.deliveries (
+        delivery_id VARCHAR PRIMARY KEY, concern_id VARCHAR, export_id VARCHAR, exported_at TIMESTAMPTZ,
+        export_date DATE, status VARCHAR NOT NULL, reason VARCHAR, manifest_sha256 VARCHAR,
+        contract_version VARCHAR, concern_name VARCHAR, source_system VARCHAR, rows_read BIGINT)""")
+    con.execute("""CREATE TABLE IF NOT EXISTS audit.delivery_files (
+        delivery_id VARCHAR NOT NULL, file_name VARCHAR NOT NULL, logical_file VARCHAR NOT NULL,
+        format VARCHAR NOT NULL, sha256 VARCHAR NOT NULL, rows_in_manifest BIGINT, rows_read BIGINT NOT NULL,
+        rows_rejected_at_read BIGINT NOT NULL, read_path VARCHAR, PRIMARY KEY (delivery_id, file_name))""")
+
+
+@dataclass
+class IngestSummary:
+    loaded: list[str] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)
+    unchanged: list[str] = field(default_factory=list)
+    rows_read: int = 0
+
+
+def _delete_delivery(con, delivery_id: str) -> None:
+    for file in ALL_FILES:
+        con.execute(f"DELETE FROM raw.{file} WHERE delivery_id = ?", [delivery_id])
+    con.execute("DELETE FROM raw.rejected_rows WHERE delivery_id = ?", [delivery_id])
+    con.execute("DELETE FROM audit.delivery_files WHERE delivery_id = ?", [delivery_id])
+
+
+def _load_file(con, delivery_id: str, concern_id: str | None, f: DeliveredFile, sha256: str,
+               transform: Callable[[pa.RecordBatch], pa.RecordBatch] | None) -> ReadStats:
+    columns = raw_columns(f.logical)
+    column_list = ", ".join(f'"{c}"' for c in columns)
+    stats = ReadStats()
+
+    def restart() -> None:
+        con.execute(f"DELETE FROM raw.{f.logical} WHERE delivery_id = ? AND file_name = ?", [delivery_id, f.name])
+
+    try:
+        for batch in read_delivered_file(f.path, f.format, columns, stats, restart):
+            if transform is not None:
+                batch = transform(batch)
+            con.register("incoming_batch", batch)
+            if _has_own_concern_id(f.logical):
+                con.execute(
+                    f"INSERT INTO raw.{f.logical} (delivery_id, file_name, file_sha256, source_row_number,"
+                    f" {column_list}) SELECT ?, ?, ?, source_row_number, {column_list} FROM incoming_batch",
+                    [delivery_id, f.name, sha256])
+            else:
+                con.execute(
+                    f"INSERT INTO raw.{f.logical} (delivery_id, concern_id, file_name, file_sha256,"
+                    f" source_row_number, {column_list})"
+                    f" SELECT ?, ?, ?, ?, source_row_number, {column_list} FROM incoming_batch",
+                    [delivery_id, concern_id, f.name, sha256])
+            con.unregister("incoming_batch")
+    except BadHeader as exc:
+        raise DeliveryRejected(f"{f.name}: {exc}") from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DeliveryRejected(f"{f.name}: unreadable ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+    withheld = "client_id" in columns
+    if stats.rejected:
+        con.executemany(
+            "INSERT INTO raw.rejected_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(delivery_id, concern_id, f.name, f.logical, r.source_row_number, r.reason, r.detail,
+              WITHHELD if withheld else r.raw_text) for r in stats.rejected])
+    return stats
+
+
+def _pseudonymiser(key: bytes) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
+    def transform(batch: pa.RecordBatch) -> pa.RecordBatch:
+        index = batch.schema.get_field_index("client_id")
+        return batch.set_column(index, "client_id", pseudonymise_array(batch.column(index), key))
+    return transform
+
+
+def _load_delivery(con, manifest: Manifest, key: bytes) -> int:
+    """Load every file of a verified manifest; raises DeliveryRejected, leaving nothing behind."""
+    for f in manifest.files:  # checksums first: cheap, and a truncated file fails here
+        actual = sha256_of_file(f.path)
+        if actual != f.sha256:
+            raise DeliveryRejected(f"{f.name}: sha256 {actual[:12]}... does not match the manifest's {f.sha256[:12]}...")
+    rows = 0
+    for f in manifest.files:
+        transform = _pseudonymiser(key) if "client_id" in raw_columns(f.logical) else None
+        stats = _load_file(con, manifest.delivery_id, manifest.concern_id, f, f.sha256, transform)
+        if stats.rows_read != f.rows:
+            raise DeliveryRejected(f"{f.name}: the manifest says {f.rows} rows, the file has {stats.rows_read}")
+        con.execute("INSERT INTO audit.delivery_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [manifest.delivery_id, f.name, f.logical, f.format, f.sha256, f.rows, stats.rows_read,
+                     len(stats.rejected), stats.path_taken])
+        rows += stats.rows_read
+    return rows
+
+
+def _record(con, delivery_id: str, status: str, reason: str | None, manifest: Manifest | None,
+            manifest_sha: str | None, fallback: dict, rows: int | None) -> None:
+    con.execute("DELETE FROM audit.deliveries WHERE delivery_id = ?", [delivery_id])
+    m = manifest
+    con.execute(
+        "INSERT INTO audit.deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [delivery_id, m.concern_id if m else fallback.get("concern_id"), m.export_id if m else fallback.get("export_id"),
+         m.exported_at if m else None, m.export_date if m else None, status, reason, manifest_sha,
+         m.contract_version if m else fallback.get("contract_version"), m.concern_name if m else None,
+         m.source_system if m else None, rows])
+
+
+def _best_effort_fields(path: Path) -> dict:
+    """What a rejected manifest says about itself, for the audit row (never trusted otherwise)."""
+    try:
+        doc = json.loads(path.read_bytes().decode("utf-8-sig"))
+        return {k: str(doc[k]) for k in ("concern_id", "export_id", "contract_version") if isinstance(doc, dict) and k in doc}
+    except Exception:  # noqa: BLE001 - any unreadable manifest simply has no fields
+        return {}
+
+
+def ingest_deliveries(con, export_root: Path, key: bytes, log=print) -> IngestSummary:
+    ensure_tables(con)
+    summary = IngestSummary()
+    known = dict(con.execute("SELECT delivery_id, manifest_sha256 FROM audit.deliveries").fetchall())
+    for manifest_path in discover_manifests(export_root):
+        delivery_id = manifest_path.parent.relative_to(export_root).as_posix()
+        manifest_sha = sha256_of_file(manifest_path)
+        if known.get(delivery_id) == manifest_sha:
+            summary.unchanged.append(delivery_id)
+            continue
+        manifest = None
+        con.begin()
+        try:
+            _delete_delivery(con, delivery_id)
+            manifest = read_manifest(manifest_path, export_root)
+            rows = _load_delivery(con, manifest, key)
+            _record(con, delivery_id, "verified", None, manifest, manifest_sha, {}, rows)
+            con.commit()
+            summary.loaded.append(delivery_id)
+            summary.rows_read += rows
+            log(f"loaded delivery {delivery_id}: {rows} rows")
+        except DeliveryRejected as rejection:
+            con.rollback()
+            con.begin()
+            _delete_delivery(con, delivery_id)
+            _record(con, delivery_id, "rejected", rejection.reason, manifest, manifest_sha,
+                    _best_effort_fields(manifest_path), None)
+            con.commit()
+            summary.rejected[delivery_id] = rejection.reason
+            log(f"REJECTED delivery {delivery_id}: {rejection.reason}")
+        except BaseException:
+            con.rollback()
+            raise
+    _settle_statuses(con)
+    return summary
+
+
+def _settle_statuses(con) -> None:
+    """Newest verified delivery per concern is current; older ones are superseded and their rows dropped."""
+    con.begin()
+    con.execute("""
+        UPDATE audit.deliveries AS d SET status = ranked.status,
+               reason = CASE WHEN ranked.status = 'superseded' THEN 'superseded by ' || ranked.newest END
+        FROM (
+            SELECT delivery_id,
+                   CASE WHEN row_number() OVER w = 1 THEN 'current' ELSE 'superseded' END AS status,
+                   first_value(delivery_id) OVER w AS newest
+            FROM audit.deliveries
+            WHERE status IN ('verified', 'current', 'superseded') AND delivery_id <> ?
+            WINDOW w AS (PARTITION BY concern_id ORDER BY exported_at DESC, delivery_id DESC)
+        ) AS ranked
+        WHERE d.delivery_id = ranked.delivery_id""", [REFERENCE_DELIVERY_ID])
+    superseded = [r[0] for r in con.execute(
+        "SELECT delivery_id FROM audit.deliveries WHERE status = 'superseded'").fetchall()]
+    for delivery_id in superseded:
+        for file in ALL_FILES:
+            con.execute(f"DELETE FROM raw.{file} WHERE delivery_id = ?", [delivery_id])
+        con.execute("DELETE FROM raw.rejected_rows WHERE delivery_id = ?", [delivery_id])
+    con.commit()
+
+
+def ingest_reference(con, export_root: Path, log=print) -> list[str]:
+    """Load ``reference/*.csv`` (no manifest) when their bytes changed; returns the files loaded."""
+    ensure_tables(con)
+    folder = export_root / "reference"
+    loaded = []
+    for file in REFERENCE_FILES:
+        path = folder / f"{file}.csv"
+        name = f"reference/{file}.csv"
+        if not path.is_file():
+            continue
+        sha = sha256_of_file(path)
+        known = con.execute("SELECT sha256 FROM audit.delivery_files WHERE delivery_id = ? AND file_name = ?",
+                            [REFERENCE_DELIVERY_ID, name]).fetchone()
+        if known and known[0] == sha:
+            continue
+        con.begin()
+        try:
+            con.execute(f"DELETE FROM raw.{file} WHERE delivery_id = ?", [REFERENCE_DELIVERY_ID])
+            con.execute("DELETE FROM raw.rejected_rows WHERE delivery_id = ? AND logical_file = ?",
+                        [REFERENCE_DELIVERY_ID, file])
+            con.execute("DELETE FROM audit.delivery_files WHERE delivery_id = ? AND file_name = ?",
+                        [REFERENCE_DELIVERY_ID, name])
+            entry = DeliveredFile(name=name, logical=file, format="csv", path=path, rows=-1, sha256=sha)
+            stats = _load_file(con, REFERENCE_DELIVERY_ID, None, entry, sha, None)
+            con.execute("INSERT INTO audit.delivery_files VALUES (?, ?, ?, 'csv', ?, NULL, ?, ?, ?)",
+                        [REFERENCE_DELIVERY_ID, name, file, sha, stats.rows_read, len(stats.rejected), stats.path_taken])
+            con.commit()
+            loaded.append(name)
+            log(f"loaded {name}: {stats.rows_read} rows")
+        except DeliveryRejected as rejection:
+            con.rollback()
+            log(f"REJECTED {name}: {rejection.reason}")
+            con.execute("INSERT OR REPLACE INTO audit.deliveries (delivery_id, status, reason) VALUES (?, 'rejected', ?)",
+                        [f"reference/{file}", rejection.reason])
+        except BaseException:
+            con.rollback()
+            raise
+    if con.execute("SELECT count(*) FROM audit.delivery_files WHERE delivery_id = ?", [REFERENCE_DELIVERY_ID]).fetchone()[0]:
+        con.execute("INSERT OR REPLACE INTO audit.deliveries (delivery_id, status, reason) VALUES (?, 'current', ?)",
+                    [REFERENCE_DELIVERY_ID, "public reference inputs (annual reports, quality indicators)"])
+    return loaded

@@ -1,0 +1,103 @@
+"""Staging: validated, typed, pseudonymised rows of every delivered file, and their rejects.
+
+One multi-asset per contract file builds ``staging.<file>`` and
+``staging.<file>_rejects`` from the pandera schema; the scoring models and the
+quarantine/reconciliation tables are SQL models. The pandera schemas run again
+as blocking checks on the staging tables (pushed down into DuckDB by ibis).
+"""
+
+import dagster as dg
+import pandera.ibis as pa
+
+from rom_pipeline.defs.sql_asset import OWNERS, sql_model_asset, table_metadata
+from rom_pipeline.defs.staging.checks import pandera_schema_check, sql_check
+from rom_pipeline.defs.staging.validate import validate_file, validation_sql_sha256
+from rom_pipeline.lib.sqlfiles import SqlModel
+from rom_pipeline.resources import Workspace
+from schemas.contract import FILES
+from schemas.reference import REFERENCE_FILES
+
+
+def _upstream(schema: pa.DataFrameSchema) -> list[dg.AssetKey]:
+    parents = {ref[0] for col in schema.columns.values() if (ref := (col.metadata or {}).get("references"))}
+    parents |= {"measurements"} if any("staging.measurements" in j for j in (schema.metadata or {}).get("lookups", [])) else set()
+    return [dg.AssetKey(["raw", schema.name]), dg.AssetKey(["raw", "rejected_rows"]),
+            dg.AssetKey(["audit", "deliveries"])] + [dg.AssetKey(["staging", p]) for p in sorted(parents)]
+
+
+def staging_asset(schema: pa.DataFrameSchema) -> dg.AssetsDefinition:
+    file = schema.name
+    code_version = validation_sql_sha256(schema)[:12]
+
+    @dg.multi_asset(
+        name=f"validate_{file}",
+        specs=[
+            dg.AssetSpec(dg.AssetKey(["staging", file]), group_name="staging", owners=OWNERS,
+                         kinds={"duckdb", "pandera"}, code_version=code_version, deps=_upstream(schema),
+                         description=f"Valid rows of {file} (current deliveries), typed; rules: schemas/"),
+            dg.AssetSpec(dg.AssetKey(["staging", f"{file}_rejects"]), group_name="staging", owners=OWNERS,
+                         kinds={"duckdb", "pandera"}, code_version=code_version, deps=_upstream(schema),
+                         description=f"Rows of {file} that broke a rule, once per reason, with the raw row."),
+        ],
+    )
+    def _validate(context: dg.AssetExecutionContext, workspace: Workspace):
+        with workspace.connect() as con:
+            counts = validate_file(con, schema)
+            context.log.info(f"{file}: {counts['rows_loaded']} rows loaded, {counts['rows_quarantined']} quarantined")
+            for table in (file, f"{file}_rejects"):
+                yield dg.MaterializeResult(
+                    asset_key=dg.AssetKey(["staging", table]),
+                    metadata={**table_metadata(con, f"staging.{table}"), **counts,
+                              "validation_sql_sha256": validation_sql_sha256(schema)})
+
+    return _validate
+
+
+ALL_SCHEMAS = {**FILES, **REFERENCE_FILES}
+VALIDATION_ASSETS = [staging_asset(schema) for schema in ALL_SCHEMAS.values()]
+
+SCORING = sql_model_asset(
+    SqlModel("staging", "measurement_scoring"),
+    deps=[["staging", "measurements"], ["staging", "item_responses"]],
+    description="Every row-valid measurement with its total from items (prorated) or as delivered, "
+                "and why it cannot be scored if so.",
+)
+SCORES = sql_model_asset(
+    SqlModel("staging", "measurement_scores"),
+    deps=[["staging", "measurement_scoring"]],
+    description="Valid measurements with their total score: the input of every outcome.",
+)
+QUARANTINE = sql_model_asset(
+    SqlModel("audit", "quarantine"),
+    deps=[["staging", f"{f}_rejects"] for f in ALL_SCHEMAS] + [["staging", "measurement_scoring"],
+                                                              ["raw", "measurements"]],
+    description="Every delivered row that did not load, once per reason, with the raw row and the stage.",
+)
+RECONCILIATION = sql_model_asset(
+    SqlModel("audit", "reconciliation"),
+    deps=[["audit", "quarantine"], ["audit", "delivery_files"], ["staging", "measurement_scores"]]
+    + [["staging", f] for f in ALL_SCHEMAS],
+    description="Per current delivery and file: rows read = rows loaded + rows quarantined.",
+)
+
+ASSETS = [*VALIDATION_ASSETS, SCORING, SCORES, QUARANTINE, RECONCILIATION]
+
+CHECKS = [
+    *[pandera_schema_check(schema) for schema in ALL_SCHEMAS.values()],
+    sql_check(
+        asset=["audit", "reconciliation"], name="rows_reconcile",
+        description="Blocking: for every current delivery and file, rows read = rows loaded + rows quarantined.",
+        sql="SELECT delivery_id, file_name, rows_read, rows_loaded, rows_quarantined "
+            "FROM audit.reconciliation WHERE NOT reconciled"),
+    sql_check(
+        asset=["audit", "reconciliation"], name="no_row_both_loaded_and_quarantined",
+        description="Blocking: a measurement row is either scored or quarantined, never both.",
+        sql="SELECT s.delivery_id, s.source_row_number FROM staging.measurement_scores AS s "
+            "JOIN audit.quarantine AS q ON q.delivery_id = s.delivery_id "
+            "AND q.source_row_number = s.source_row_number AND q.file_name LIKE 'measurements.%'"),
+    sql_check(
+        asset=["staging", "episodes"], name="client_ids_are_pseudonyms",
+        description="Blocking: every stored client id is a 64-hex HMAC-SHA256 pseudonym.",
+        sql="SELECT delivery_id, source_row_number FROM staging.episodes "
+            "WHERE NOT regexp_full_match(client_pseudonym, '[0-9a-f]{64}')"),
+]

@@ -1,0 +1,42 @@
+"""Keyed pseudonyms for client ids: HMAC-SHA256 under ROM_PSEUDONYM_KEY, as lower-case hex.
+
+The same key gives the same pseudonym for the same client in every delivery
+and every night, so clients can be followed over time without their id; without
+the key a pseudonym cannot be turned back or recomputed from a guessed id.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pyarrow as pa
+
+# Used only in the explicit demo mode (`rom-pipeline run --demo`): it is public,
+# so pseudonyms made with it protect nothing.
+DEMO_KEY = "rom-pipeline-demo-key-NOT-SECRET"
+MIN_KEY_LENGTH = 16
+
+
+class MissingKey(RuntimeError):
+    pass
+
+
+def check_key(key: str | None) -> bytes:
+    if not key:
+        raise MissingKey(
+            "ROM_PSEUDONYM_KEY is not set: the pipeline will not store client data without a secret key. "
+            "Set it (e.g. `export ROM_PSEUDONYM_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')`) "
+            "or run the explicit demo mode (`rom-pipeline run --demo`) on sample data.")
+    if len(key) < MIN_KEY_LENGTH:
+        raise MissingKey(f"ROM_PSEUDONYM_KEY is shorter than {MIN_KEY_LENGTH} characters")
+    return key.encode("utf-8")
+
+
+def pseudonymise(value: str, key: bytes) -> str:
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def pseudonymise_array(values: pa.Array, key: bytes) -> pa.Array:
+    """Pseudonymise a text column, keeping NULL as NULL."""
+    return pa.array([None if v is None else pseudonymise(v, key) for v in values.to_pylist()],
+                    type=pa.string())

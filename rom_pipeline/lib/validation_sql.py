@@ -1,0 +1,150 @@
+"""Turn a pandera schema of ``schemas/`` into one DuckDB query that checks every row.
+
+The query reads ``raw.<file>`` (text) of the current deliveries and returns,
+per row: its identity, the typed columns, the raw row as JSON and the list of
+every rule it breaks (``reasons``: reason, column_name, detail). A row with no
+reasons is valid. Everything runs inside DuckDB, so it scales with DuckDB, not
+with Python memory. The schema is the only place a rule is written: a pandera
+check this module cannot translate is an error, never skipped.
+"""
+from __future__ import annotations
+
+import pandera.ibis as pa
+
+TYPE_PATTERNS = {
+    # dtype -> (regex on the text, DuckDB type, what the contract expects)
+    "date": (r"[0-9]{4}-[0-9]{2}-[0-9]{2}", "DATE", "a date YYYY-MM-DD"),
+    "int32": (r"[+-]?[0-9]{1,9}", "INTEGER", "an integer"),
+    "float64": (r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)", "DOUBLE", "a decimal number with '.'"),
+}
+
+
+def _quote(value) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
+
+
+def typed_expression(column: str, dtype) -> str:
+    name = str(dtype)
+    if name == "string":
+        return f'"{column}"'
+    if name == "boolean":
+        return f"""CASE "{column}" WHEN '1' THEN true WHEN '0' THEN false END"""
+    pattern, sql_type, _ = TYPE_PATTERNS[name]
+    return f"""CASE WHEN regexp_full_match("{column}", '{pattern}') THEN TRY_CAST("{column}" AS {sql_type}) END"""
+
+
+def _expected(dtype) -> str:
+    name = str(dtype)
+    if name == "boolean":
+        return "0 or 1"
+    return TYPE_PATTERNS[name][2]
+
+
+def check_condition(column: str, check) -> tuple[str, str, str]:
+    """(reason, SQL predicate TRUE when the typed value breaks the check, detail) for a pandera check."""
+    s, c = check.statistics, f't."{column}"'
+    if check.name == "isin":
+        allowed = ", ".join(_quote(v) for v in s["allowed_values"])
+        return "invalid_value", f"{c} NOT IN ({allowed})", f"not one of {allowed}"
+    if check.name == "in_range":
+        low = f"{c} {'<' if s.get('include_min', True) else '<='} {s['min_value']}"
+        high = f"{c} {'>' if s.get('include_max', True) else '>='} {s['max_value']}"
+        return "out_of_range", f"({low} OR {high})", f"outside {s['min_value']}..{s['max_value']}"
+    if check.name == "greater_than_or_equal_to":
+        return "out_of_range", f"{c} < {s['min_value']}", f"below {s['min_value']}"
+    if check.name == "less_than_or_equal_to":
+        return "out_of_range", f"{c} > {s['max_value']}", f"above {s['max_value']}"
+    if check.name == "greater_than":
+        return "out_of_range", f"{c} <= {s['min_value']}", f"not above {s['min_value']}"
+    if check.name == "less_than":
+        return "out_of_range", f"{c} >= {s['max_value']}", f"not below {s['max_value']}"
+    raise NotImplementedError(f"no SQL translation for pandera check {check.name!r} on {column}")
+
+
+def _reason(reason: str, column: str | None, detail: str | None, condition: str) -> str:
+    col = _quote(column) if column else "NULL"
+    det = _quote(detail) if detail else "NULL"
+    return (f"CASE WHEN {condition} THEN {{'reason': {_quote(reason)}, 'column_name': {col}, "
+            f"'detail': {det}}} END")
+
+
+def key_columns(schema: pa.DataFrameSchema) -> list[str]:
+    if schema.unique:
+        return list(schema.unique)
+    return [name for name, col in schema.columns.items() if col.unique]
+
+
+def reason_expressions(schema: pa.DataFrameSchema) -> list[str]:
+    out = []
+    for name, col in schema.columns.items():
+        raw = f't."{name}__raw"'
+        if not col.nullable:
+            out.append(_reason("missing_value", name, "required", f"{raw} IS NULL"))
+        if str(col.dtype) != "string":
+            out.append(_reason("invalid_type", name, f"expected {_expected(col.dtype)}",
+                               f't."{name}" IS NULL AND {raw} IS NOT NULL'))
+        for check in col.checks:
+            reason, condition, detail = check_condition(name, check)
+            out.append(_reason(reason, name, detail, condition))
+        ref = (col.metadata or {}).get("references")
+        if ref:
+            out.append(_reason("unknown_reference", name, f"not a valid {ref[1]} of {ref[0]} in this delivery",
+                               f't."{name}" IS NOT NULL AND ref_{name}.present IS NULL'))
+    keys = key_columns(schema)
+    if keys:
+        out.append(_reason("duplicate_key", ", ".join(keys), "a row earlier in the file has the same key",
+                           "t.key_occurrence > 1"))
+    for reason, column, predicate in (schema.metadata or {}).get("row_rules", []):
+        out.append(_reason(reason, column, predicate, f"({predicate})"))
+    return out
+
+
+def checked_rows_sql(schema: pa.DataFrameSchema, current_only: bool = True) -> str:
+    """The SELECT that types and checks every row of ``raw.<schema.name>`` of the current deliveries."""
+    file = schema.name
+    cols = list(schema.columns)
+    raw_cols = ", ".join(f'r."{c}"' for c in cols)
+    typed_cols = ",\n        ".join(
+        f'"{c}" AS "{c}__raw", {typed_expression(c, schema.columns[c].dtype)} AS "{c}"' for c in cols)
+    keys = key_columns(schema)
+    key_not_null = " AND ".join(f'"{k}" IS NOT NULL' for k in keys) or "true"
+    occurrence = (f"CASE WHEN {key_not_null} THEN row_number() OVER (PARTITION BY delivery_id, "
+                  f"{', '.join(chr(34) + k + chr(34) for k in keys)} ORDER BY source_row_number) END"
+                  if keys else "1")
+    joins = []
+    for name, col in schema.columns.items():
+        ref = (col.metadata or {}).get("references")
+        if ref:
+            parent, parent_col = ref
+            joins.append(
+                f'LEFT JOIN (SELECT DISTINCT delivery_id, "{parent_col}" AS ref_value, true AS present '
+                f"FROM staging.{parent}) AS ref_{name} "
+                f'ON ref_{name}.delivery_id = t.delivery_id AND ref_{name}.ref_value = t."{name}"')
+    joins += (schema.metadata or {}).get("lookups", [])
+    reasons = ",\n            ".join(reason_expressions(schema))
+    raw_json = ", ".join(f"\"{c}\" := t.\"{c}__raw\"" for c in cols)
+    status = "AND d.status = 'current'" if current_only else ""
+    # Reference files carry concern_id as a column of their own; delivery files get it from the manifest.
+    concern = "" if "concern_id" in cols else "concern_id, "
+    return f"""
+WITH source_rows AS (
+    SELECT r.delivery_id, {"" if concern == "" else "r.concern_id, "}r.file_name, r.source_row_number, d.export_date, {raw_cols}
+    FROM raw.{file} AS r
+    JOIN audit.deliveries AS d ON d.delivery_id = r.delivery_id {status}
+),
+typed_rows AS (
+    SELECT delivery_id, {concern}file_name, source_row_number, export_date,
+        {typed_cols},
+        {occurrence} AS key_occurrence
+    FROM source_rows
+)
+SELECT t.*,
+    to_json(struct_pack({raw_json}))::VARCHAR AS raw_row,
+    list_filter([
+            {reasons}
+        ], lambda reason: reason IS NOT NULL) AS reasons
+FROM typed_rows AS t
+{chr(10).join(joins)}
+"""

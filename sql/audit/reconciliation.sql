@@ -1,0 +1,42 @@
+-- Per current delivery and file: rows read = rows loaded + rows quarantined.
+-- "Loaded" is the table a row ends in (for measurements: a valid, scored measurement).
+WITH files_read AS (
+    SELECT f.delivery_id, d.concern_id, f.file_name, f.logical_file, f.rows_read
+    FROM audit.delivery_files AS f
+    JOIN audit.deliveries AS d ON d.delivery_id = f.delivery_id AND d.status = 'current'
+),
+
+rows_loaded AS (
+    SELECT delivery_id, 'locations' AS logical_file, count(*) AS n FROM staging.locations GROUP BY ALL
+    UNION ALL
+    SELECT delivery_id, 'therapists', count(*) FROM staging.therapists GROUP BY ALL
+    UNION ALL
+    SELECT delivery_id, 'episodes', count(*) FROM staging.episodes GROUP BY ALL
+    UNION ALL
+    SELECT delivery_id, 'measurements', count(*) FROM staging.measurement_scores GROUP BY ALL
+    UNION ALL
+    SELECT delivery_id, 'item_responses', count(*) FROM staging.item_responses GROUP BY ALL
+    UNION ALL
+    SELECT delivery_id, 'annual_reports', count(*) FROM staging.annual_reports GROUP BY ALL
+    UNION ALL
+    SELECT delivery_id, 'quality_indicators', count(*) FROM staging.quality_indicators GROUP BY ALL
+),
+
+rows_quarantined AS (
+    SELECT delivery_id, file_name, count(DISTINCT source_row_number) AS n
+    FROM audit.quarantine
+    GROUP BY delivery_id, file_name
+)
+
+SELECT
+    fr.delivery_id,
+    fr.concern_id,
+    fr.file_name,
+    fr.rows_read,
+    coalesce(rl.n, 0) AS rows_loaded,
+    coalesce(rq.n, 0) AS rows_quarantined,
+    fr.rows_read = coalesce(rl.n, 0) + coalesce(rq.n, 0) AS reconciled
+FROM files_read AS fr
+LEFT JOIN rows_loaded AS rl ON rl.delivery_id = fr.delivery_id AND rl.logical_file = fr.logical_file
+LEFT JOIN rows_quarantined AS rq ON rq.delivery_id = fr.delivery_id AND rq.file_name = fr.file_name
+ORDER BY fr.concern_id, fr.delivery_id, fr.file_name

@@ -30,13 +30,14 @@ nightly_schedule = dg.ScheduleDefinition(
 )
 
 
-def build_definitions() -> dg.Definitions:
+def build_definitions(resources: dict | None = None) -> dg.Definitions:
+    """The project's Definitions; tests pass their own resources (a temp data dir, a test key)."""
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=CHECKS,
         jobs=[nightly_job],
         schedules=[nightly_schedule],
-        resources={"workspace": workspace_from_env(), "pseudonym_key": pseudonym_key_from_env()},
+        resources=resources or {"workspace": workspace_from_env(), "pseudonym_key": pseudonym_key_from_env()},
         executor=dg.in_process_executor,
         loggers={"console": dg.colored_console_logger, "progress": progress_logger},
     )

@@ -20,6 +20,19 @@ def _run(args: argparse.Namespace) -> int:
     return run_pipeline(quiet=args.quiet)
 
 
+def _dictionary(args: argparse.Namespace) -> int:
+    from rom_pipeline import dictionary
+
+    if args.check:
+        if dictionary.is_current():
+            return 0
+        print(f"{dictionary.DICTIONARY_PATH} is stale: run `rom-pipeline dictionary`", file=sys.stderr)
+        return 1
+    dictionary.write()
+    print(f"wrote {dictionary.DICTIONARY_PATH}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rom-pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -31,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", help="work and publish folder (default: $ROM_DATA_DIR or ./data)")
     run.add_argument("--quiet", action="store_true", help="only the summary")
     run.set_defaults(func=_run)
+
+    dictionary = commands.add_parser("dictionary", help="regenerate docs/data-dictionary.md from schemas/")
+    dictionary.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
+    dictionary.set_defaults(func=_dictionary)
 
     try:
         from rom_pipeline.generate.cli import register as register_generate

@@ -87,8 +87,12 @@ class _FallBack(Exception):
 
 
 def _csv_fast(path: Path, header: list[str], columns: list[str], stats: ReadStats) -> Iterator[pa.RecordBatch]:
+    malformed_seen = []
+
     def on_invalid(_row) -> str:
-        raise _FallBack()
+        # pyarrow swallows exceptions raised here, so remember and stop after this batch
+        malformed_seen.append(True)
+        return "skip"
 
     reader = pa_csv.open_csv(
         path,
@@ -101,8 +105,12 @@ def _csv_fast(path: Path, header: list[str], columns: list[str], stats: ReadStat
     )
     next_row = 1
     for batch in reader:
+        if malformed_seen:
+            raise _FallBack()
         yield _numbered(batch, next_row, columns)
         next_row += batch.num_rows
+    if malformed_seen:
+        raise _FallBack()
     stats.rows_read = next_row - 1
     stats.path_taken = "pyarrow"
 

@@ -4,6 +4,7 @@ A SQL check is a query that returns offending rows; it passes when there are non
 Metadata carries counts and at most a few keys (ids, row numbers), never client data.
 """
 
+import copy
 from typing import Sequence
 
 import dagster as dg
@@ -11,15 +12,25 @@ import ibis
 import pandera.errors
 import pandera.ibis as pa
 
+from rom_pipeline.lib.validation_sql import key_columns
 from rom_pipeline.resources import Workspace
 
 SAMPLE_ROWS = 5
 
 
 def staging_schema(schema: pa.DataFrameSchema) -> pa.DataFrameSchema:
-    """The contract schema as the staging table has it (pseudonymised id under its own name)."""
+    """The contract schema as the staging table holds it.
+
+    Staging holds every concern, and ids are unique only within a concern, so keys gain
+    concern_id; a pseudonymised column carries its own name.
+    """
+    keys = key_columns(schema)
+    staged = copy.deepcopy(schema)
+    for key in keys:
+        staged.columns[key].unique = False  # replaced by the per-concern key below
+    staged.unique = keys if "concern_id" in keys else ["concern_id", *keys]
     renames = {n: "client_pseudonym" for n, c in schema.columns.items() if (c.metadata or {}).get("pseudonymise")}
-    return schema.rename_columns(renames) if renames else schema
+    return staged.rename_columns(renames) if renames else staged
 
 
 def pandera_schema_check(schema: pa.DataFrameSchema) -> dg.AssetChecksDefinition:

@@ -37,7 +37,7 @@ SEED_CONCERN_ID = "C900"
 
 def generate_deliveries(out_dir: str | os.PathLike, *, concerns: int = 3, episodes: int = 3000, seed: int = 42,
                         export_date: str = DEFAULT_EXPORT_DATE, defect_rate: float = 0.0,
-                        total_only_share: float = 0.15, items: bool = True, extra_reference_concerns: int = 0,
+                        total_only_share: float = 0.15, items: bool = True, extra_reference_concerns: int = 20,
                         include_seed_concern: bool = False, progress: TextIO | None = None) -> dict:
     """Write ``concerns`` deliveries with ``episodes`` episodes in total, and the reference inputs.
 
@@ -99,7 +99,7 @@ def _write_delivery(out: Path, concern: Concern, index: int, export: date, seed:
     factory = EpisodeFactory(concern, seed, export_day, item_samplers, total_only_share)
     injector = (DefectInjector(defect_rate, Random(f"{seed}:{concern.concern_id}:defects"), factory.days,
                                export_day, _unknown_ids(concern)) if defect_rate > 0 else None)
-    names = catalog.DATA_FILES if item_samplers else catalog.DATA_FILES[:-1]
+    names = [name for name in catalog.DATA_FILES if item_samplers or name != "item_responses.csv"]
     _remove_stale_files(directory, names)
     sinks = {name: CsvSink(directory / name, catalog.COLUMNS[name]) for name in names}
     try:

@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="episodes in total, split unevenly over the concerns (default 3000)")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     parser.add_argument("--export-date", default=DEFAULT_EXPORT_DATE, metavar="YYYY-MM-DD",
-                        help=f"date of the nightly export; episodes span the 3 years before (default {DEFAULT_EXPORT_DATE})")
+                        help="date of the nightly export; episodes span the 3 years before "
+                             f"(default {DEFAULT_EXPORT_DATE})")
     parser.add_argument("--defect-rate", type=float, default=0.0, metavar="SHARE",
                         help="share of rows given a realistic defect, e.g. 0.01 (default 0: clean)")
     parser.add_argument("--total-only-share", type=float, default=0.15, metavar="SHARE",

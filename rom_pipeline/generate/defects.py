@@ -19,7 +19,8 @@ from .catalog import INSTRUMENTS
 from .dates import DayText
 
 # Episode columns (contract order) that the defects touch.
-EP_ID, EP_CLIENT, EP_LOCATION, EP_THERAPIST, EP_START, EP_END, EP_REASON, EP_SESSIONS, EP_AGE = 0, 1, 2, 3, 7, 8, 9, 10, 11
+EP_CLIENT, EP_LOCATION, EP_THERAPIST = 1, 2, 3
+EP_START, EP_END, EP_REASON, EP_SESSIONS, EP_AGE = 7, 8, 9, 10, 11
 # Measurement columns.
 M_ID, M_EPISODE, M_INSTRUMENT, M_DATE, M_SESSION, M_OCCASION, M_TOTAL = range(7)
 

@@ -267,7 +267,8 @@ class _Extras:
         depressive = diagnosis in ("depression", "dysthymia")
         return _Extras(
             hdrs=min(40.0, max(8.0, rng.gauss(19, 4))) if depressive and rng.random() < 0.6 else None,
-            ubos=min(6.0, max(1.5, rng.gauss(4.2, 0.8))) if diagnosis == "stress_burnout" and rng.random() < 0.85 else None,
+            ubos=(min(6.0, max(1.5, rng.gauss(4.2, 0.8)))
+                  if diagnosis == "stress_burnout" and rng.random() < 0.85 else None),
             sf36=min(70.0, max(5.0, rng.gauss(35, 8))) if rng.random() < 0.3 else None,
             work=scores.work_hours_at_start(rng, diagnosis) if 18 <= age <= 67 and rng.random() < 0.5 else None,
         )

@@ -96,9 +96,11 @@ def write_reference(directory: Path, *, seed: int, export_year: int, rom_concern
     compared with in its own years.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    years = sorted({export_year - 3, export_year - 2, export_year - 1} | (set(SEED_YEARS) if include_seed_concern else set()))
+    years = {export_year - 3, export_year - 2, export_year - 1}
+    years = sorted(years | set(SEED_YEARS) if include_seed_concern else years)
     rng = Random(f"{seed}:reference")
-    profiles = [_rom_profile(rng, c) for c in rom_concerns] + [_extra_profile(rng, cid, name) for cid, name in extra_concerns]
+    profiles = ([_rom_profile(rng, c) for c in rom_concerns]
+                + [_extra_profile(rng, concern_id, name) for concern_id, name in extra_concerns])
     annual = CsvSink(directory / "annual_reports.csv", ANNUAL_COLUMNS)
     quality = CsvSink(directory / "quality_indicators.csv", QUALITY_COLUMNS)
     try:

@@ -1,0 +1,129 @@
+-- marts.concern_benchmark: every quality indicator of every concern and year with its
+-- z-score against two peer groups (seed 001, "Kwaliteit"):
+--   peer_group 'all'        all concerns with a value for that indicator that year;
+--   peer_group 'size_group' the concerns of the same size group (revenue class, see
+--                           marts.concern_size_groups) that year. A concern without an
+--                           annual report has no size group and so no such row.
+-- Indicators: the supplied ones (staging.quality_indicators, clusters CQ / kernset / FP)
+-- plus the ROM indicators this pipeline computes per concern and year (cluster kernset).
+-- z = (value - peer_mean) / peer_sd with the sample sd; z_oriented flips the sign of
+-- indicators where lower is better, so that in the summary positive = above average.
+-- A row with a NULL value keeps the peer mean (the report shows "gemiddelde" beside
+-- an empty "waarde", as the seed does) and has no z.
+WITH rom_indicator_catalogue (indicator, indicator_id, indicator_name, higher_is_better) AS (
+    -- n_closed is a volume, not a quality: it is not benchmarked.
+    -- pct_unchanged counts as lower-is-better: an unchanged client had no reliable benefit.
+    VALUES
+        ('pct_complete', 'rom_pct_complete', 'ROM: percentage complete SCL-90 voor- en nameting', true),
+        ('mean_improvement', 'rom_mean_improvement', 'ROM: gemiddelde procentuele verbetering SCL-90', true),
+        ('pct_recovered', 'rom_pct_recovered', 'ROM: percentage hersteld (betrouwbare verandering)', true),
+        ('pct_improved', 'rom_pct_improved', 'ROM: percentage verbeterd (betrouwbare verandering)', true),
+        ('pct_unchanged', 'rom_pct_unchanged', 'ROM: percentage onveranderd', false),
+        ('pct_deteriorated', 'rom_pct_deteriorated', 'ROM: percentage verslechterd', false),
+        ('pct_dropout', 'rom_pct_dropout', 'ROM: percentage drop-out', false),
+        ('mean_satisfaction', 'rom_mean_satisfaction', 'ROM: gemiddelde cliënttevredenheid (CQI)', true),
+        ('pct_working_end', 'rom_pct_working_end', 'ROM: percentage met betaald werk bij afsluiting', true)
+),
+
+supplied_indicators AS (
+    SELECT
+        concern_id, year, indicator_id, indicator_name, cluster, higher_is_better,
+        CAST(value AS DOUBLE) AS value,
+        n,
+        'reference' AS source
+    FROM staging.quality_indicators
+),
+
+-- The concern's own value is the mean of its locations (seed 000), at year level.
+-- Suppressed figures (fewer than min_n episodes) are left out: a published z-score
+-- must not rest on them.
+rom_indicators AS (
+    SELECT
+        i.concern_id,
+        CAST(i.period AS INTEGER) AS year,
+        c.indicator_id,
+        c.indicator_name,
+        'kernset' AS cluster,
+        c.higher_is_better,
+        CAST(i.value AS DOUBLE) AS value,
+        CAST(i.n AS INTEGER) AS n,
+        'rom_pipeline' AS source
+    FROM marts.indicators AS i
+    JOIN rom_indicator_catalogue AS c USING (indicator)
+    WHERE i.level = 'concern'
+      AND i.period_type = 'year'
+      AND i.aggregation = 'mean_of_locations'
+      AND NOT coalesce(i.suppressed, false)
+      AND i.concern_id IS NOT NULL
+),
+
+concern_indicators AS (
+    SELECT concern_id, year, indicator_id, indicator_name, cluster, higher_is_better, value, n, source
+    FROM supplied_indicators
+    UNION ALL
+    SELECT concern_id, year, indicator_id, indicator_name, cluster, higher_is_better, value, n, source
+    FROM rom_indicators
+),
+
+-- Each indicator row once per peer group: 'all' always, 'size_group' when the
+-- concern has one that year.
+indicator_peer_groups AS (
+    SELECT ci.concern_id, ci.year, ci.indicator_id, ci.indicator_name, ci.cluster, ci.higher_is_better,
+           ci.value, ci.n, ci.source,
+           'all' AS peer_group, g.size_group
+    FROM concern_indicators AS ci
+    LEFT JOIN marts.concern_size_groups AS g USING (concern_id, year)
+    UNION ALL
+    SELECT ci.concern_id, ci.year, ci.indicator_id, ci.indicator_name, ci.cluster, ci.higher_is_better,
+           ci.value, ci.n, ci.source,
+           'size_group' AS peer_group, g.size_group
+    FROM concern_indicators AS ci
+    JOIN marts.concern_size_groups AS g USING (concern_id, year)
+    WHERE g.size_group IS NOT NULL
+),
+
+peer_statistics AS (
+    SELECT
+        concern_id, year, indicator_id, indicator_name, cluster, higher_is_better, value, n,
+        source, peer_group, size_group,
+        avg(value) OVER peers AS peer_mean,
+        stddev_samp(value) OVER peers AS peer_sd,
+        count(value) OVER peers AS n_peers
+    FROM indicator_peer_groups
+    -- The size group is part of the partition only for size-group rows.
+    WINDOW peers AS (
+        PARTITION BY year, indicator_id, peer_group,
+                     CASE WHEN peer_group = 'size_group' THEN size_group END
+    )
+),
+
+scored AS (
+    SELECT
+        concern_id, year, indicator_id, indicator_name, cluster, higher_is_better, value, n,
+        source, peer_group, size_group, peer_mean, peer_sd, n_peers,
+        -- At least two peers and a real spread (below 1e-9 of the mean is rounding noise).
+        CASE WHEN n_peers >= 2 AND peer_sd > 1e-9 * greatest(1, abs(peer_mean))
+             THEN (value - peer_mean) / peer_sd
+        END AS z
+    FROM peer_statistics
+)
+
+SELECT
+    concern_id,
+    year,
+    indicator_id,
+    cluster,
+    value,
+    peer_group,
+    peer_mean,
+    peer_sd,
+    z,
+    indicator_name,
+    higher_is_better,
+    CASE WHEN higher_is_better THEN z ELSE -z END AS z_oriented,
+    n,
+    n_peers,
+    size_group,
+    source
+FROM scored
+ORDER BY concern_id, year, cluster, indicator_id, peer_group

@@ -1,0 +1,145 @@
+-- marts.internal_benchmark: the benchmark within a concern (seed 000): locations
+-- against locations, therapists against therapists, for every period and indicator.
+-- Per unit: value with n and CI, the organisation average (the concern's
+-- mean-of-locations value) and the deviation from it, the z-score among peers,
+-- target met, and funnel-plot control limits (Spiegelhalter 2005) at 95% and 99.8%
+-- for the unit's n, so that a small unit is not mistaken for an outlier.
+-- Deliberately no rank: the seed warns against ranking lists; order by unit.
+--
+-- Peers of a unit: the non-suppressed units of the same concern, level, period and
+-- indicator with a value (the unit itself included when it is one of them).
+-- Suppressed units keep their row and flag; publishing decides what a reader sees.
+-- Method and choices: docs/benchmark-rules.md.
+WITH unit_indicators AS (
+    SELECT
+        concern_id, level, unit_id, period_type, period, indicator,
+        -- Section 2 names percentages pct_* and means mean_*; n_closed is a volume
+        -- (it is every percentage's n already) and is not benchmarked.
+        CASE WHEN indicator LIKE 'pct\_%' ESCAPE '\' THEN 'proportion'
+             WHEN indicator LIKE 'mean\_%' ESCAPE '\' THEN 'mean'
+        END AS value_type,
+        CAST(value AS DOUBLE) AS value,
+        n, ci_low, ci_high, target, target_met,
+        coalesce(suppressed, false) AS suppressed
+    FROM marts.indicators
+    WHERE level IN ('location', 'therapist')
+      AND concern_id IS NOT NULL
+),
+
+benchmarked_units AS (
+    SELECT concern_id, level, unit_id, period_type, period, indicator, value_type, value, n,
+           ci_low, ci_high, target, target_met, suppressed
+    FROM unit_indicators
+    WHERE value_type IS NOT NULL
+),
+
+organisation_values AS (
+    SELECT concern_id, period_type, period, indicator, CAST(value AS DOUBLE) AS organisation_value
+    FROM marts.indicators
+    WHERE level = 'concern' AND aggregation = 'mean_of_locations'
+),
+
+-- Episode-level sd of a mean indicator over all the concern's episodes in the
+-- period (the pooled sd of the funnel for means): the sample sd that
+-- marts.indicators carries on the concern's 'episodes' row.
+episode_sd AS (
+    SELECT concern_id, period_type, period, indicator, CAST(sd AS DOUBLE) AS sd_episodes
+    FROM marts.indicators
+    WHERE level = 'concern' AND aggregation = 'episodes'
+      AND indicator LIKE 'mean\_%' ESCAPE '\'
+),
+
+peer_statistics AS (
+    SELECT
+        concern_id, level, period_type, period, indicator,
+        avg(value) AS peer_mean,
+        stddev_samp(value) AS peer_sd,
+        count(*) AS n_peers,
+        -- Funnel centre: the peers' pooled value, weighted by n (for a percentage this
+        -- is events / episodes over all peer units; an unweighted mean would let a
+        -- unit of 3 episodes move the target as much as one of 300).
+        sum(value * n) FILTER (WHERE n > 0) / NULLIF(sum(n) FILTER (WHERE n > 0), 0) AS funnel_centre
+    FROM benchmarked_units
+    WHERE NOT suppressed AND value IS NOT NULL
+    GROUP BY concern_id, level, period_type, period, indicator
+),
+
+compared AS (
+    SELECT
+        u.concern_id, u.level, u.unit_id, u.period_type, u.period, u.indicator, u.value_type,
+        u.value, u.n, u.ci_low, u.ci_high, u.suppressed, u.target, u.target_met,
+        o.organisation_value,
+        u.value - o.organisation_value AS deviation,
+        p.peer_mean, p.peer_sd, p.n_peers,
+        -- At least two peers and a real spread (below 1e-9 of the mean is rounding noise).
+        CASE WHEN p.n_peers >= 2 AND p.peer_sd > 1e-9 * greatest(1, abs(p.peer_mean))
+             THEN (u.value - p.peer_mean) / p.peer_sd
+        END AS z,
+        p.funnel_centre,
+        -- Sd of one episode's outcome: binomial for a percentage (in percent points),
+        -- the concern's episode-level sd for a mean.
+        CASE u.value_type
+            WHEN 'proportion' THEN sqrt(p.funnel_centre * (100 - p.funnel_centre))
+            WHEN 'mean' THEN s.sd_episodes
+        END AS funnel_sd
+    FROM benchmarked_units AS u
+    LEFT JOIN organisation_values AS o
+        USING (concern_id, period_type, period, indicator)
+    LEFT JOIN peer_statistics AS p
+        USING (concern_id, level, period_type, period, indicator)
+    LEFT JOIN episode_sd AS s
+        USING (concern_id, period_type, period, indicator)
+),
+
+-- Limits centre +- z * sd / sqrt(n) with z = 1.959964 (95%) and 3.090232 (99.8%),
+-- Spiegelhalter's two funnels.
+funnel_limits AS (
+    SELECT
+        concern_id, level, unit_id, period_type, period, indicator, value_type, value, n,
+        ci_low, ci_high, suppressed, target, target_met, organisation_value, deviation,
+        peer_mean, peer_sd, n_peers, z, funnel_centre, funnel_sd,
+        funnel_centre - 1.959964 * funnel_sd / sqrt(NULLIF(n, 0)) AS low_95,
+        funnel_centre + 1.959964 * funnel_sd / sqrt(NULLIF(n, 0)) AS high_95,
+        funnel_centre - 3.090232 * funnel_sd / sqrt(NULLIF(n, 0)) AS low_998,
+        funnel_centre + 3.090232 * funnel_sd / sqrt(NULLIF(n, 0)) AS high_998
+    FROM compared
+)
+
+SELECT
+    concern_id,
+    level,
+    unit_id,
+    period_type,
+    period,
+    indicator,
+    value,
+    n,
+    ci_low,
+    ci_high,
+    organisation_value,
+    deviation,
+    peer_mean,
+    peer_sd,
+    n_peers,
+    z,
+    target,
+    target_met,
+    suppressed,
+    value_type,
+    funnel_centre,
+    funnel_sd,
+    -- A percentage's limits are drawn within 0..100 (DuckDB's greatest/least skip
+    -- NULLs, so a missing limit is kept NULL explicitly). Clipping cannot change the
+    -- outside flags: a percentage never lies beyond 0 or 100.
+    CASE WHEN value_type = 'proportion' AND low_95 IS NOT NULL THEN greatest(0, low_95) ELSE low_95 END
+        AS funnel_95_low,
+    CASE WHEN value_type = 'proportion' AND high_95 IS NOT NULL THEN least(100, high_95) ELSE high_95 END
+        AS funnel_95_high,
+    CASE WHEN value_type = 'proportion' AND low_998 IS NOT NULL THEN greatest(0, low_998) ELSE low_998 END
+        AS funnel_998_low,
+    CASE WHEN value_type = 'proportion' AND high_998 IS NOT NULL THEN least(100, high_998) ELSE high_998 END
+        AS funnel_998_high,
+    value < low_95 OR value > high_95 AS outside_funnel_95,
+    value < low_998 OR value > high_998 AS outside_funnel_998
+FROM funnel_limits
+ORDER BY concern_id, level, period_type, period, indicator, unit_id

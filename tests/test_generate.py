@@ -538,3 +538,10 @@ def test_generation_streams_many_episodes_quickly(tmp_path):
         pytest.skip(f"machine too slow for the scale check ({seconds:.1f} s)")
     assert summary["rows"]["episodes.csv"] == 20_000
     assert summary["rows"]["measurements.csv"] > 100_000
+
+
+def test_bundled_sample_is_what_its_readme_command_writes(tmp_path):
+    """rom_pipeline/sample_data/README.md names the command; after a generator change, rerun it."""
+    sample = Path(__file__).resolve().parents[1] / "rom_pipeline" / "sample_data" / "exports"
+    generate_deliveries(tmp_path, concerns=3, episodes=1500, seed=42, defect_rate=0.01, extra_reference_concerns=12)
+    assert file_hashes(tmp_path) == file_hashes(sample)

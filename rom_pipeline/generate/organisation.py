@@ -106,11 +106,15 @@ def _staff(rng: Random, locations: list[Location], n_episodes: int) -> None:
     width = max(3, len(str(sum(per_location))))
     number = 0
     for location, count in zip(locations, per_location):
-        for _ in range(count):
+        for position in range(count):
             number += 1
-            trainee = rng.random() < catalog.TRAINEE_SHARE
+            # Trainees need a supervisor: every location's first therapist is experienced.
+            trainee = position > 0 and rng.random() < catalog.TRAINEE_SHARE
             # Trainees achieve a little less on average; experienced therapists vary more.
             effect = rng.gauss(-0.04, 0.04) if trainee else rng.gauss(0.0, 0.07)
             location.therapists.append(Therapist(
                 therapist_id=f"T{number:0{width}d}", location_id=location.location_id,
                 profession=catalog.PROFESSION.draw(rng), is_trainee=trainee, effect=effect))
+    staff = [t for location in locations for t in location.therapists]
+    if not any(t.is_trainee for t in staff):  # the case-mix breakdown by trainee needs both kinds
+        staff[-1].is_trainee = True

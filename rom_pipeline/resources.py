@@ -26,7 +26,7 @@ class Workspace(dg.ConfigurableResource):
     data_dir: str = str(DEFAULT_DATA_DIR)
     export_dir: str = str(SAMPLE_EXPORT_DIR)
     parameters_file: str = ""
-    memory_limit: str = "8GB"
+    memory_limit: str = "4GB"
     threads: int = 0  # 0: DuckDB's default (all cores)
 
     @property

@@ -7,7 +7,8 @@ isin, in_range); column ``metadata`` carries what pandera has no word for:
 - ``references``: (file, column) the value must exist in (same delivery);
 - ``lookup``: extra joins the row rules need (SQL, aliases as named);
 - schema ``metadata["row_rules"]``: (reason, column, SQL predicate that is TRUE
-  when the row breaks the rule), over typed columns and ``export_date``.
+  when the row breaks the rule), over the typed row ``t`` (its columns and
+  ``export_date``) and the lookups' aliases.
 
 ``rom_pipeline.lib.validation_sql`` turns these schemas into one DuckDB query
 per file (so validation runs inside DuckDB at any scale), and the blocking
@@ -85,10 +86,10 @@ EPISODES = DataFrameSchema(
     metadata={
         "required": True,
         "row_rules": [
-            ("end_before_start", "end_date", "end_date < start_date"),
-            ("end_after_export", "end_date", "end_date > export_date"),
-            ("end_reason_without_end_date", "end_reason", "end_date IS NULL AND end_reason IS NOT NULL"),
-            ("end_date_without_end_reason", "end_reason", "end_date IS NOT NULL AND end_reason IS NULL"),
+            ("end_before_start", "end_date", "t.end_date < t.start_date"),
+            ("end_after_export", "end_date", "t.end_date > t.export_date"),
+            ("end_reason_without_end_date", "end_reason", "t.end_date IS NULL AND t.end_reason IS NOT NULL"),
+            ("end_date_without_end_reason", "end_reason", "t.end_date IS NOT NULL AND t.end_reason IS NULL"),
         ],
     },
 )
@@ -109,8 +110,8 @@ MEASUREMENTS = DataFrameSchema(
         "required": True,
         "lookups": ["LEFT JOIN config.instruments AS inst ON inst.code = t.instrument"],
         "row_rules": [
-            ("administered_after_export", "administered_on", "administered_on > export_date"),
-            ("out_of_range", "total_score", "total_score < inst.total_min OR total_score > inst.total_max"),
+            ("administered_after_export", "administered_on", "t.administered_on > t.export_date"),
+            ("out_of_range", "total_score", "t.total_score < inst.total_min OR t.total_score > inst.total_max"),
         ],
     },
 )
@@ -131,8 +132,8 @@ ITEM_RESPONSES = DataFrameSchema(
             "LEFT JOIN config.instruments AS inst ON inst.code = parent.instrument",
         ],
         "row_rules": [
-            ("item_not_in_instrument", "item", "inst.code IS NOT NULL AND (inst.items IS NULL OR item > inst.items)"),
-            ("out_of_range", "response", "response < inst.item_min OR response > inst.item_max"),
+            ("item_not_in_instrument", "item", "inst.code IS NOT NULL AND (inst.items IS NULL OR t.item > inst.items)"),
+            ("out_of_range", "response", "t.response < inst.item_min OR t.response > inst.item_max"),
         ],
     },
 )

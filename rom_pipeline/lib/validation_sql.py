@@ -63,11 +63,11 @@ def check_condition(column: str, check) -> tuple[str, str, str]:
     raise NotImplementedError(f"no SQL translation for pandera check {check.name!r} on {column}")
 
 
-def _reason(reason: str, column: str | None, detail: str | None, condition: str) -> str:
+def _reason(reason: str, column: str | None, detail: str | None, condition: str) -> tuple[str, str]:
+    """(condition, struct literal) of one rule; the struct is built only for rows that break it."""
     col = _quote(column) if column else "NULL"
     det = _quote(detail) if detail else "NULL"
-    return (f"CASE WHEN {condition} THEN {{'reason': {_quote(reason)}, 'column_name': {col}, "
-            f"'detail': {det}}} END")
+    return condition, f"{{'reason': {_quote(reason)}, 'column_name': {col}, 'detail': {det}}}"
 
 
 def key_columns(schema: pa.DataFrameSchema) -> list[str]:
@@ -76,7 +76,7 @@ def key_columns(schema: pa.DataFrameSchema) -> list[str]:
     return [name for name, col in schema.columns.items() if col.unique]
 
 
-def reason_expressions(schema: pa.DataFrameSchema) -> list[str]:
+def reason_expressions(schema: pa.DataFrameSchema) -> list[tuple[str, str]]:
     out = []
     for name, col in schema.columns.items():
         raw = f't."{name}__raw"'
@@ -95,25 +95,31 @@ def reason_expressions(schema: pa.DataFrameSchema) -> list[str]:
     keys = key_columns(schema)
     if keys:
         out.append(_reason("duplicate_key", ", ".join(keys), "a row earlier in the file has the same key",
-                           "t.key_occurrence > 1"))
+                           "duplicates.first_row IS NOT NULL AND t.source_row_number > duplicates.first_row"))
     for reason, column, predicate in (schema.metadata or {}).get("row_rules", []):
         out.append(_reason(reason, column, predicate, f"({predicate})"))
     return out
 
 
 def checked_rows_sql(schema: pa.DataFrameSchema, current_only: bool = True) -> str:
-    """The SELECT that types and checks every row of ``raw.<schema.name>`` of the current deliveries."""
+    """The SELECT that types and checks every row of ``raw.<schema.name>`` of the current deliveries.
+
+    Built for hundreds of millions of rows: each rule is a cheap boolean per row; the
+    reason structs and the raw row as JSON are built only for the rows that break a rule,
+    and duplicate keys are found with a hash aggregate instead of a window over every row.
+    """
     file = schema.name
     cols = list(schema.columns)
     raw_cols = ", ".join(f'r."{c}"' for c in cols)
     typed_cols = ",\n        ".join(
         f'"{c}" AS "{c}__raw", {typed_expression(c, schema.columns[c].dtype)} AS "{c}"' for c in cols)
     keys = key_columns(schema)
-    key_not_null = " AND ".join(f'"{k}" IS NOT NULL' for k in keys) or "true"
-    occurrence = (f"CASE WHEN {key_not_null} THEN row_number() OVER (PARTITION BY delivery_id, "
-                  f"{', '.join(chr(34) + k + chr(34) for k in keys)} ORDER BY source_row_number) END"
-                  if keys else "1")
+    key_list = ", ".join(f'"{k}"' for k in keys)
     joins = []
+    if keys:
+        joins.append(
+            f"LEFT JOIN duplicate_keys AS duplicates ON duplicates.delivery_id = t.delivery_id AND "
+            + " AND ".join(f'duplicates."{k}" = t."{k}"' for k in keys))
     for name, col in schema.columns.items():
         ref = (col.metadata or {}).get("references")
         if ref:
@@ -123,11 +129,23 @@ def checked_rows_sql(schema: pa.DataFrameSchema, current_only: bool = True) -> s
                 f"FROM staging.{parent}) AS ref_{name} "
                 f'ON ref_{name}.delivery_id = t.delivery_id AND ref_{name}.ref_value = t."{name}"')
     joins += (schema.metadata or {}).get("lookups", [])
-    reasons = ",\n            ".join(reason_expressions(schema))
-    raw_json = ", ".join(f"\"{c}\" := t.\"{c}__raw\"" for c in cols)
+    rules = reason_expressions(schema)
+    flags = ",\n        ".join(f"coalesce({cond}, false) AS rule_{i}" for i, (cond, _) in enumerate(rules))
+    any_flag = " OR ".join(f"rule_{i}" for i in range(len(rules))) or "false"
+    structs = ",\n                ".join(f"CASE WHEN rule_{i} THEN {struct} END" for i, (_, struct) in enumerate(rules))
+    raw_json = ", ".join(f"\"{c}\" := \"{c}__raw\"" for c in cols)
     status = "AND d.status = 'current'" if current_only else ""
     # Reference files carry concern_id as a column of their own; delivery files get it from the manifest.
     concern = "" if "concern_id" in cols else "concern_id, "
+    duplicate_keys = (f""",
+duplicate_keys AS (
+    SELECT delivery_id, {key_list}, min(source_row_number) AS first_row
+    FROM typed_rows
+    WHERE {" AND ".join(f'"{k}" IS NOT NULL' for k in keys)}
+    GROUP BY delivery_id, {key_list}
+    HAVING count(*) > 1
+)""" if keys else "")
+    meta = f"delivery_id, {concern}file_name, source_row_number, export_date"
     return f"""
 WITH source_rows AS (
     SELECT r.delivery_id, {"" if concern == "" else "r.concern_id, "}r.file_name, r.source_row_number, d.export_date, {raw_cols}
@@ -135,16 +153,21 @@ WITH source_rows AS (
     JOIN audit.deliveries AS d ON d.delivery_id = r.delivery_id {status}
 ),
 typed_rows AS (
-    SELECT delivery_id, {concern}file_name, source_row_number, export_date,
-        {typed_cols},
-        {occurrence} AS key_occurrence
+    SELECT {meta},
+        {typed_cols}
     FROM source_rows
+){duplicate_keys},
+rule_flags AS (
+    SELECT t.*,
+        {flags}
+    FROM typed_rows AS t
+    {chr(10).join("    " + j for j in joins)}
 )
-SELECT t.*,
-    to_json(struct_pack({raw_json}))::VARCHAR AS raw_row,
-    list_filter([
-            {reasons}
-        ], lambda reason: reason IS NOT NULL) AS reasons
-FROM typed_rows AS t
-{chr(10).join(joins)}
+SELECT {meta}, {", ".join(f'"{c}__raw", "{c}"' for c in cols)},
+    CASE WHEN {any_flag} THEN to_json(struct_pack({raw_json}))::VARCHAR END AS raw_row,
+    CASE WHEN {any_flag} THEN list_filter([
+                {structs}
+            ], lambda reason: reason IS NOT NULL)
+        ELSE [] END AS reasons
+FROM rule_flags
 """

@@ -25,10 +25,17 @@ import pyarrow.parquet as pq
 
 BATCH_ROWS = 200_000
 CSV_OPTIONS = {"delimiter": ";", "quotechar": '"'}
+# Largest field the exact reader accepts (Python's csv default is 128 kB, less than a long free-text
+# field may be). Bounded, so a quote that is never closed cannot pull a whole large file into memory.
+FIELD_SIZE_LIMIT = 64 << 20
 
 
 class BadHeader(Exception):
     """The file's header is not the contract's columns: the delivery cannot be read."""
+
+
+class UnreadableFile(Exception):
+    """The file cannot be split into records at all (e.g. a field beyond FIELD_SIZE_LIMIT)."""
 
 
 @dataclass
@@ -124,10 +131,12 @@ def _csv_exact(path: Path, header: list[str], columns: list[str], stats: ReadSta
     buffers: list[list[str | None]] = [[] for _ in columns]
     numbers: list[int] = []
     row_number = 0
+    if csv.field_size_limit() < FIELD_SIZE_LIMIT:
+        csv.field_size_limit(FIELD_SIZE_LIMIT)
     with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
         records = csv.reader(handle, **CSV_OPTIONS, strict=False)
         next(records, None)  # header, checked before
-        for record in records:
+        for record in _records(records, lambda: row_number + 1):
             if not record:
                 continue  # a blank line is not a row (pyarrow skips them too)
             row_number += 1
@@ -151,6 +160,18 @@ def _csv_exact(path: Path, header: list[str], columns: list[str], stats: ReadSta
         yield _to_batch(numbers, buffers, columns)
     stats.rows_read = row_number
     stats.path_taken = "python-csv"
+
+
+def _records(reader, next_row: Callable[[], int]) -> Iterator[list[str]]:
+    """The reader's records; a record the csv module cannot split makes the whole file unreadable."""
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise UnreadableFile(f"row {next_row()} cannot be read ({exc})") from None
+        yield record
 
 
 def _to_batch(numbers: list[int], buffers: list[list[str | None]], columns: list[str]) -> pa.RecordBatch:
@@ -181,7 +202,8 @@ def read_delivered_file(path: Path, fmt: str, columns: list[str], stats: ReadSta
 
     ``restart`` is called before the exact CSV path replays a file from the
     start, so the caller can drop what the fast path already stored.
-    Raises BadHeader when the header is not the contract's.
+    Raises BadHeader when the header is not the contract's, UnreadableFile when
+    the file cannot be split into records.
     """
     if fmt == "parquet":
         yield from _parquet_as_text(path, columns, stats)

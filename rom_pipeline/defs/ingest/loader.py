@@ -15,7 +15,7 @@ from typing import Callable
 
 import pyarrow as pa
 
-from rom_pipeline.lib.delivered_files import BadHeader, ReadStats, read_delivered_file
+from rom_pipeline.lib.delivered_files import BadHeader, ReadStats, UnreadableFile, read_delivered_file
 from rom_pipeline.lib.manifest import (DeliveredFile, DeliveryRejected, Manifest, discover_manifests,
                                        read_manifest, sha256_of_file)
 from rom_pipeline.lib.pseudonym import pseudonymise_array
@@ -101,6 +101,8 @@ def _load_file(con, delivery_id: str, concern_id: str | None, f: DeliveredFile, 
             con.unregister("incoming_batch")
     except BadHeader as exc:
         raise DeliveryRejected(f"{f.name}: {exc}") from None
+    except UnreadableFile as exc:
+        raise DeliveryRejected(f"{f.name}: unreadable ({exc})") from None
     except (pa.ArrowInvalid, OSError) as exc:
         raise DeliveryRejected(f"{f.name}: unreadable ({exc.__class__.__name__}: {str(exc)[:200]})") from None
     withheld = "client_id" in columns

@@ -57,6 +57,11 @@ Transform = Callable[[pa.RecordBatch], pa.RecordBatch]
 
 
 def check_header(found: list[str], expected: list[str]) -> None:
+    if not any(c in found for c in expected):
+        # Not a header at all (a data row, or another delimiter): never echo it, it may hold a client id.
+        raise BadHeader(f"the header row has none of the contract's columns ({', '.join(expected)}; "
+                        f"found {len(found)} field(s)): the first row must be the header and the "
+                        "delimiter ';'")
     missing = [c for c in expected if c not in found]
     extra = [c for c in found if c not in expected]
     duplicated = sorted({c for c in found if found.count(c) > 1})

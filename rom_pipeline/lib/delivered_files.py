@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
@@ -194,7 +195,9 @@ def _parquet_as_text(path: Path, columns: list[str], stats: ReadStats) -> Iterat
             column = batch.column(batch.schema.get_field_index(name))
             if pa.types.is_boolean(column.type):
                 column = column.cast(pa.int8())  # the contract's 0/1
-            arrays.append(column.cast(pa.string()))
+            text = column.cast(pa.string())
+            # as in CSV, an empty field is NULL
+            arrays.append(pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text))
         yield _numbered(pa.RecordBatch.from_arrays(arrays, names=columns), next_row, columns)
         next_row += batch.num_rows
     stats.rows_read = next_row - 1

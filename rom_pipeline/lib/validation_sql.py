@@ -9,6 +9,8 @@ check this module cannot translate is an error, never skipped.
 """
 from __future__ import annotations
 
+import re
+
 import pandera.ibis as pa
 
 TYPE_PATTERNS = {
@@ -76,15 +78,21 @@ def key_columns(schema: pa.DataFrameSchema) -> list[str]:
     return [name for name, col in schema.columns.items() if col.unique]
 
 
+def _columns_used(predicate: str, columns) -> list[str]:
+    """Columns of the typed row ``t`` a row rule reads (``t.end_date`` or ``t."end_date"``)."""
+    return [c for c in columns if re.search(rf'\bt\.(?:{re.escape(c)}\b|"{re.escape(c)}")', predicate)]
+
+
 def reason_expressions(schema: pa.DataFrameSchema) -> list[tuple[str, str]]:
     out = []
+    invalid_type: dict[str, str] = {}
     for name, col in schema.columns.items():
         raw = f't."{name}__raw"'
         if not col.nullable:
             out.append(_reason("missing_value", name, "required", f"{raw} IS NULL"))
         if str(col.dtype) != "string":
-            out.append(_reason("invalid_type", name, f"expected {_expected(col.dtype)}",
-                               f't."{name}" IS NULL AND {raw} IS NOT NULL'))
+            invalid_type[name] = f't."{name}" IS NULL AND {raw} IS NOT NULL'
+            out.append(_reason("invalid_type", name, f"expected {_expected(col.dtype)}", invalid_type[name]))
         for check in col.checks:
             reason, condition, detail = check_condition(name, check)
             out.append(_reason(reason, name, detail, condition))
@@ -97,7 +105,10 @@ def reason_expressions(schema: pa.DataFrameSchema) -> list[tuple[str, str]]:
         out.append(_reason("duplicate_key", ", ".join(keys), "a row earlier in the file has the same key",
                            "duplicates.first_row IS NOT NULL AND t.source_row_number > duplicates.first_row"))
     for reason, column, predicate in (schema.metadata or {}).get("row_rules", []):
-        out.append(_reason(reason, column, predicate, f"({predicate})"))
+        # A value that could not be typed is NULL in t; it is reported as invalid_type, and a rule
+        # reading it (e.g. "end_date IS NULL AND end_reason IS NOT NULL") must not read it as missing.
+        guards = [f"NOT ({invalid_type[c]})" for c in _columns_used(predicate, invalid_type)]
+        out.append(_reason(reason, column, predicate, " AND ".join([f"({predicate})", *guards])))
     return out
 
 

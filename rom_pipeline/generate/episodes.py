@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect
 from dataclasses import dataclass
+from hashlib import sha256
 from itertools import accumulate
 from operator import attrgetter
 from random import Random
@@ -66,7 +67,8 @@ class EpisodeFactory:
         self.samplers = samplers
         self.total_only_share = total_only_share
         self._id_width = max(6, len(str(concern.n_episodes)))
-        self._client_salt = sum(map(ord, f"{seed}:{concern.concern_id}"))
+        # Salts the client hash, so that client 17 of one concern is not client 17 of another.
+        self._client_salt = int.from_bytes(sha256(f"{seed}:{concern.concern_id}".encode()).digest()[:8], "big")
         self._clients = 0
         self._location_cumulative = list(accumulate(loc.weight for loc in concern.locations))
 

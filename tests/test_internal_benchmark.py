@@ -28,7 +28,8 @@ INDICATORS = [
     _row("location", "L2", "pct_complete", 60.0, 40, target=80.0, target_met=False),
     _row("location", "L3", "pct_complete", 90.0, 10, target=80.0, target_met=True),
     _row("location", "L4", "pct_complete", 0.0, 4, suppressed=True),
-    _row("location", "L1", "pct_complete", 10.0, 5, period_type="quarter", period="2024-Q1"),
+    _row("location", "L1", "pct_complete", 10.0, 5, period_type="quarter", period="2024-Q1",
+         suppressed=True),
     _row("location", "L1", "n_closed", 20.0, 20),
     # Therapists, pct_complete: a separate peer group.
     _row("therapist", "T1", "pct_complete", 50.0, 10),
@@ -78,27 +79,35 @@ def test_z_among_non_suppressed_peers(bench):
         assert row["n_peers"] == 3
         assert row["peer_mean"] == pytest.approx(76.666667, abs=1e-6)
     assert bench[("location", "L4", "2024", "pct_complete")]["suppressed"] is True
-    # A quarter is its own peer group: L1 alone, no z.
+    # A quarter is its own peer group: L1 alone and suppressed, no z.
     assert bench[("location", "L1", "2024-Q1", "pct_complete")]["z"] is None
     # Therapists among therapists: 50 and 90, mean 70, sd 28.2843, z -/+ 0.7071.
     assert bench[("therapist", "T1", "2024", "pct_complete")]["z"] == pytest.approx(-1 / math.sqrt(2))
 
 
 def test_funnel_for_a_percentage(bench):
-    # Centre: pooled over the peers (80*20 + 60*40 + 90*10) / 70 = 4,900 / 70 = 70%.
+    # Centre: pooled over all locations, the suppressed L4 included:
+    # (80*20 + 60*40 + 90*10 + 0*4) / 74 = 4,900 / 74 = 66.216216%.
+    p0 = 4900 / 74
     l1 = bench[("location", "L1", "2024", "pct_complete")]
-    assert l1["funnel_centre"] == pytest.approx(70.0)
-    # L1, n 20: se sqrt(70 * 30 / 20) = sqrt(105) = 10.246951.
-    assert l1["funnel_95_low"] == pytest.approx(70 - Z95 * 10.246951, abs=1e-5)   # 49.9164
-    assert l1["funnel_95_high"] == pytest.approx(70 + Z95 * 10.246951, abs=1e-5)  # 90.0836
-    assert l1["funnel_998_low"] == pytest.approx(70 - Z998 * 10.246951, abs=1e-5)  # 38.3345
-    assert l1["funnel_998_high"] == 100.0  # 101.67, drawn at 100
+    assert l1["funnel_centre"] == pytest.approx(p0)
+    # L1, n 20: se sqrt(66.2162 * 33.7838 / 20) = sqrt(111.8517) = 10.576;
+    # 95%: [45.49, 86.94]; 99.8%: [33.53, 98.90]. 80 is inside both.
+    se = math.sqrt(p0 * (100 - p0) / 20)
+    assert l1["funnel_95_low"] == pytest.approx(p0 - Z95 * se, abs=1e-9)
+    assert l1["funnel_95_high"] == pytest.approx(p0 + Z95 * se, abs=1e-9)
+    assert l1["funnel_998_low"] == pytest.approx(p0 - Z998 * se, abs=1e-9)
+    assert l1["funnel_998_high"] == pytest.approx(p0 + Z998 * se, abs=1e-9)
+    assert l1["funnel_95_low"] == pytest.approx(45.4876, abs=1e-3)
     assert l1["outside_funnel_95"] is False and l1["outside_funnel_998"] is False
-    # L4 (0% of 4, suppressed): se sqrt(2100 / 4) = 22.912878;
-    # 95%: 70 - 44.908 = 25.09 > 0 -> outside; 99.8%: 70 - 70.806 = -0.81 -> inside.
+    # L4 (0% of 4, suppressed): se sqrt(2237.03 / 4) = 23.6487;
+    # 95%: 66.22 - 46.35 = 19.87 > 0 -> outside; 99.8%: 66.22 - 73.08 = -6.86 -> inside,
+    # drawn at 0; the upper limits 112.6 and 139.3 are drawn at 100.
     l4 = bench[("location", "L4", "2024", "pct_complete")]
-    assert l4["funnel_95_low"] == pytest.approx(70 - Z95 * 22.912878, abs=1e-5)
+    se4 = math.sqrt(p0 * (100 - p0) / 4)
+    assert l4["funnel_95_low"] == pytest.approx(p0 - Z95 * se4, abs=1e-9)
     assert l4["funnel_998_low"] == 0.0
+    assert l4["funnel_95_high"] == 100.0 and l4["funnel_998_high"] == 100.0
     assert l4["outside_funnel_95"] is True and l4["outside_funnel_998"] is False
     # Therapists: centre (50*10 + 90*30) / 40 = 80; T1 n 10: se sqrt(80 * 20 / 10) = 12.649111,
     # 95% low 80 - 24.792 = 55.21 > 50 -> outside; 99.8% low 80 - 39.089 = 40.91 -> inside.
@@ -106,6 +115,15 @@ def test_funnel_for_a_percentage(bench):
     assert t1["funnel_centre"] == pytest.approx(80.0)
     assert t1["funnel_95_low"] == pytest.approx(80 - Z95 * 12.649111, abs=1e-5)
     assert t1["outside_funnel_95"] is True and t1["outside_funnel_998"] is False
+
+
+def test_all_units_suppressed_still_get_a_funnel(bench):
+    # 2024-Q1: only L1 (10% of 5, suppressed): no peers for z, but a funnel around
+    # its own value, 10%, with se sqrt(10 * 90 / 5) = 13.4164.
+    q1 = bench[("location", "L1", "2024-Q1", "pct_complete")]
+    assert q1["z"] is None and q1["n_peers"] is None
+    assert q1["funnel_centre"] == pytest.approx(10.0)
+    assert q1["funnel_95_high"] == pytest.approx(10 + Z95 * 13.416408, abs=1e-5)
 
 
 def test_funnel_for_a_mean_uses_the_episode_level_sd(bench):

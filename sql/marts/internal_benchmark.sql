@@ -6,8 +6,9 @@
 -- for the unit's n, so that a small unit is not mistaken for an outlier.
 -- Deliberately no rank: the seed warns against ranking lists; order by unit.
 --
--- Peers of a unit: the non-suppressed units of the same concern, level, period and
--- indicator with a value (the unit itself included when it is one of them).
+-- Peers of a unit (for z): the non-suppressed units of the same concern, level, period
+-- and indicator with a value (the unit itself included when it is one of them).
+-- The funnel is drawn around all units' pooled value (see funnel_centres).
 -- Suppressed units keep their row and flag; publishing decides what a reader sees.
 -- Method and choices: docs/benchmark-rules.md.
 WITH unit_indicators AS (
@@ -54,13 +55,24 @@ peer_statistics AS (
         concern_id, level, period_type, period, indicator,
         avg(value) AS peer_mean,
         stddev_samp(value) AS peer_sd,
-        count(*) AS n_peers,
-        -- Funnel centre: the peers' pooled value, weighted by n (for a percentage this
-        -- is events / episodes over all peer units; an unweighted mean would let a
-        -- unit of 3 episodes move the target as much as one of 300).
-        sum(value * n) FILTER (WHERE n > 0) / NULLIF(sum(n) FILTER (WHERE n > 0), 0) AS funnel_centre
+        count(*) AS n_peers
     FROM benchmarked_units
     WHERE NOT suppressed AND value IS NOT NULL
+    GROUP BY concern_id, level, period_type, period, indicator
+),
+
+-- Funnel centre: the pooled value of all units of the level, weighted by n, small
+-- (suppressed) units included: for a percentage, events / episodes over the whole
+-- concern. A funnel plot exists to show small units against the whole, so they
+-- belong in the target (only 'peers' for z must be reliable on their own); and a
+-- month where every therapist is below min_n still gets a funnel. An unweighted
+-- mean would let a unit of 3 episodes move the target as much as one of 300.
+funnel_centres AS (
+    SELECT
+        concern_id, level, period_type, period, indicator,
+        sum(value * n) / NULLIF(sum(n), 0) AS funnel_centre
+    FROM benchmarked_units
+    WHERE value IS NOT NULL AND n > 0
     GROUP BY concern_id, level, period_type, period, indicator
 ),
 
@@ -75,17 +87,19 @@ compared AS (
         CASE WHEN p.n_peers >= 2 AND p.peer_sd > 1e-9 * greatest(1, abs(p.peer_mean))
              THEN (u.value - p.peer_mean) / p.peer_sd
         END AS z,
-        p.funnel_centre,
+        f.funnel_centre,
         -- Sd of one episode's outcome: binomial for a percentage (in percent points),
         -- the concern's episode-level sd for a mean.
         CASE u.value_type
-            WHEN 'proportion' THEN sqrt(p.funnel_centre * (100 - p.funnel_centre))
+            WHEN 'proportion' THEN sqrt(greatest(f.funnel_centre * (100 - f.funnel_centre), 0))
             WHEN 'mean' THEN s.sd_episodes
         END AS funnel_sd
     FROM benchmarked_units AS u
     LEFT JOIN organisation_values AS o
         USING (concern_id, period_type, period, indicator)
     LEFT JOIN peer_statistics AS p
+        USING (concern_id, level, period_type, period, indicator)
+    LEFT JOIN funnel_centres AS f
         USING (concern_id, level, period_type, period, indicator)
     LEFT JOIN episode_sd AS s
         USING (concern_id, period_type, period, indicator)

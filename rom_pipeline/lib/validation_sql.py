@@ -174,7 +174,7 @@ rule_flags AS (
     FROM typed_rows AS t
     {chr(10).join("    " + j for j in joins)}
 )
-SELECT {meta}, {", ".join(f'"{c}__raw", "{c}"' for c in cols)},
+SELECT {meta}, {", ".join(f'"{c}"' for c in cols)},
     CASE WHEN {any_flag} THEN to_json(struct_pack({raw_json}))::VARCHAR END AS raw_row,
     CASE WHEN {any_flag} THEN list_filter([
                 {structs}

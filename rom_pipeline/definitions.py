@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import dagster as dg
 
+from rom_pipeline.defs.benchmarks import assets as benchmarks
 from rom_pipeline.defs.ingest import assets as ingest
+from rom_pipeline.defs.outcomes import assets as outcomes
 from rom_pipeline.defs.publish import assets as publish
 from rom_pipeline.defs.staging import assets as staging
 from rom_pipeline.progress import progress_logger
 from rom_pipeline.resources import pseudonym_key_from_env, workspace_from_env
 
-ASSETS = [ingest.ingest, *staging.ASSETS, *publish.ASSETS]
-CHECKS = [*staging.CHECKS]
+ASSETS = [ingest.ingest, *staging.ASSETS, *outcomes.ASSETS, *benchmarks.ASSETS,
+          *publish.ASSETS]
+CHECKS = [*staging.CHECKS, *outcomes.CHECKS, *benchmarks.CHECKS]
 
 # DuckDB has one writer: the whole graph runs in one process, one step at a time.
 nightly_job = dg.define_asset_job(

@@ -73,10 +73,20 @@ def load_parameters(override_file: str | os.PathLike | None = None) -> Parameter
     return Parameters(tree=tree, instruments=instruments)
 
 
+def publish_therapist_level() -> bool:
+    """Deployment setting: may the warehouse's readers see therapist-level results?
+
+    Default no: seed 000 shows a therapist's results to the manager of their location
+    only, so the shared warehouse leaves them out (manager packages carry them).
+    """
+    return os.environ.get("ROM_PUBLISH_THERAPIST_LEVEL", "").lower() in ("1", "true", "yes")
+
+
 def apply_parameters(con, params: Parameters) -> None:
     """Make the parameters visible to SQL: variables plus ``config.*`` tables."""
     for name, value in params.scalars.items():
         con.execute(f"SET VARIABLE {name} = ?", [value])
+    con.execute("SET VARIABLE publish_therapist_level = ?", [publish_therapist_level()])
     con.execute("CREATE SCHEMA IF NOT EXISTS config")
     rc = params.tree["reliable_change"]["instruments"]
     instrument_rows = [

@@ -137,8 +137,7 @@ def _csv_exact(path: Path, header: list[str], columns: list[str], stats: ReadSta
     buffers: list[list[str | None]] = [[] for _ in columns]
     numbers: list[int] = []
     row_number = 0
-    if csv.field_size_limit() < FIELD_SIZE_LIMIT:
-        csv.field_size_limit(FIELD_SIZE_LIMIT)
+    csv.field_size_limit(FIELD_SIZE_LIMIT)
     with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
         records = csv.reader(handle, **CSV_OPTIONS, strict=False)
         next(records, None)  # header, checked before

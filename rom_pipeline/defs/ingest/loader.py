@@ -124,7 +124,10 @@ def _pseudonymiser(key: bytes) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
 def _load_delivery(con, manifest: Manifest, key: bytes) -> int:
     """Load every file of a verified manifest; raises DeliveryRejected, leaving nothing behind."""
     for f in manifest.files:  # checksums first: cheap, and a truncated file fails here
-        actual = sha256_of_file(f.path)
+        try:
+            actual = sha256_of_file(f.path)
+        except OSError as exc:
+            raise DeliveryRejected(f"{f.name}: cannot be read ({exc.__class__.__name__})") from None
         if actual != f.sha256:
             raise DeliveryRejected(f"{f.name}: sha256 {actual[:12]}... does not match the manifest's {f.sha256[:12]}...")
     rows = 0
@@ -162,40 +165,58 @@ def _best_effort_fields(path: Path) -> dict:
 
 
 def ingest_deliveries(con, export_root: Path, key: bytes, log=print) -> IngestSummary:
+    """Read every new or changed delivery under the export root, then settle which one is current."""
     ensure_tables(con)
     summary = IngestSummary()
-    known = dict(con.execute("SELECT delivery_id, manifest_sha256 FROM audit.deliveries").fetchall())
+    known = {delivery_id: (sha, status) for delivery_id, sha, status in con.execute(
+        "SELECT delivery_id, manifest_sha256, status FROM audit.deliveries").fetchall()}
     for manifest_path in discover_manifests(export_root):
         delivery_id = manifest_path.parent.relative_to(export_root).as_posix()
-        manifest_sha = sha256_of_file(manifest_path)
-        if known.get(delivery_id) == manifest_sha:
+        sha, status = known.get(delivery_id, (None, None))
+        if sha is not None and sha == _manifest_sha(manifest_path):
             summary.unchanged.append(delivery_id)
             continue
-        manifest = None
-        con.begin()
-        try:
-            _delete_delivery(con, delivery_id)
-            manifest = read_manifest(manifest_path, export_root)
-            rows = _load_delivery(con, manifest, key)
-            _record(con, delivery_id, "verified", None, manifest, manifest_sha, {}, rows)
-            con.commit()
-            summary.loaded.append(delivery_id)
-            summary.rows_read += rows
-            log(f"loaded delivery {delivery_id}: {rows} rows")
-        except DeliveryRejected as rejection:
-            con.rollback()
-            con.begin()
-            _delete_delivery(con, delivery_id)
-            _record(con, delivery_id, "rejected", rejection.reason, manifest, manifest_sha,
-                    _best_effort_fields(manifest_path), None)
-            con.commit()
-            summary.rejected[delivery_id] = rejection.reason
-            log(f"REJECTED delivery {delivery_id}: {rejection.reason}")
-        except BaseException:
-            con.rollback()
-            raise
+        _ingest_one(con, export_root, manifest_path, key, summary, log)
     _settle_statuses(con)
     return summary
+
+
+def _manifest_sha(path: Path) -> str | None:
+    try:
+        return sha256_of_file(path)
+    except OSError:
+        return None
+
+
+def _ingest_one(con, export_root: Path, manifest_path: Path, key: bytes, summary: IngestSummary, log) -> None:
+    """Load one delivery in one transaction, or record it as rejected with nothing of it kept."""
+    delivery_id = manifest_path.parent.relative_to(export_root).as_posix()
+    manifest = None
+    manifest_sha = _manifest_sha(manifest_path)
+    con.begin()
+    try:
+        _delete_delivery(con, delivery_id)
+        if manifest_sha is None:
+            raise DeliveryRejected("manifest.json cannot be read")
+        manifest = read_manifest(manifest_path, export_root)
+        rows = _load_delivery(con, manifest, key)
+        _record(con, delivery_id, "verified", None, manifest, manifest_sha, {}, rows)
+        con.commit()
+        summary.loaded.append(delivery_id)
+        summary.rows_read += rows
+        log(f"loaded delivery {delivery_id}: {rows} rows")
+    except DeliveryRejected as rejection:
+        con.rollback()
+        con.begin()
+        _delete_delivery(con, delivery_id)
+        _record(con, delivery_id, "rejected", rejection.reason, manifest, manifest_sha,
+                _best_effort_fields(manifest_path), None)
+        con.commit()
+        summary.rejected[delivery_id] = rejection.reason
+        log(f"REJECTED delivery {delivery_id}: {rejection.reason}")
+    except BaseException:
+        con.rollback()
+        raise
 
 
 def _settle_statuses(con) -> None:

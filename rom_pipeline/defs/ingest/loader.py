@@ -165,7 +165,12 @@ def _best_effort_fields(path: Path) -> dict:
 
 
 def ingest_deliveries(con, export_root: Path, key: bytes, log=print) -> IngestSummary:
-    """Read every new or changed delivery under the export root, then settle which one is current."""
+    """Read every new or changed delivery under the export root, then settle which one is current.
+
+    A delivery whose manifest is unchanged is skipped, unless it was rejected: a
+    delivery read while its files were still being copied must load once they are
+    complete (read again, a delivery that is still broken is rejected again, the same way).
+    """
     ensure_tables(con)
     summary = IngestSummary()
     known = {delivery_id: (sha, status) for delivery_id, sha, status in con.execute(
@@ -173,7 +178,7 @@ def ingest_deliveries(con, export_root: Path, key: bytes, log=print) -> IngestSu
     for manifest_path in discover_manifests(export_root):
         delivery_id = manifest_path.parent.relative_to(export_root).as_posix()
         sha, status = known.get(delivery_id, (None, None))
-        if sha is not None and sha == _manifest_sha(manifest_path):
+        if status != "rejected" and sha is not None and sha == _manifest_sha(manifest_path):
             summary.unchanged.append(delivery_id)
             continue
         _ingest_one(con, export_root, manifest_path, key, summary, log)

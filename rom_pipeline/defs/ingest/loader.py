@@ -182,7 +182,14 @@ def ingest_deliveries(con, export_root: Path, key: bytes, log=print) -> IngestSu
             summary.unchanged.append(delivery_id)
             continue
         _ingest_one(con, export_root, manifest_path, key, summary, log)
-    _settle_statuses(con)
+    # A superseded delivery's rows are dropped. When the delivery that superseded it is rejected
+    # (rewritten in place and broken), it is current again and is read again, until one holds.
+    revived = _settle_statuses(con)
+    while revived:
+        for delivery_id in revived:
+            log(f"delivery {delivery_id} is current again: reading it again")
+            _ingest_one(con, export_root, export_root / delivery_id / "manifest.json", key, summary, log)
+        revived = _settle_statuses(con)
     return summary
 
 
@@ -224,8 +231,13 @@ def _ingest_one(con, export_root: Path, manifest_path: Path, key: bytes, summary
         raise
 
 
-def _settle_statuses(con) -> None:
-    """Newest verified delivery per concern is current; older ones are superseded and their rows dropped."""
+def _settle_statuses(con) -> list[str]:
+    """Newest verified delivery per concern is current; older ones are superseded and their rows dropped.
+
+    Returns the deliveries that were superseded (rows dropped) and are current now: they must be read again.
+    """
+    was_superseded = {r[0] for r in con.execute(
+        "SELECT delivery_id FROM audit.deliveries WHERE status = 'superseded'").fetchall()}
     con.begin()
     con.execute("""
         UPDATE audit.deliveries AS d SET status = ranked.status,
@@ -246,6 +258,9 @@ def _settle_statuses(con) -> None:
             con.execute(f"DELETE FROM raw.{file} WHERE delivery_id = ?", [delivery_id])
         con.execute("DELETE FROM raw.rejected_rows WHERE delivery_id = ?", [delivery_id])
     con.commit()
+    current = {r[0] for r in con.execute(
+        "SELECT delivery_id FROM audit.deliveries WHERE status = 'current'").fetchall()}
+    return sorted(was_superseded & current)
 
 
 def ingest_reference(con, export_root: Path, log=print) -> list[str]:

@@ -2,16 +2,25 @@
 
 Asset key = ``[layer, table]`` = the DuckDB table it builds. The asset body is
 thin by design: run the model, record metadata. Business rules live in the SQL.
+
+``per_concern=True`` marks a table whose rows of one concern depend only on that
+concern's delivery: on an incremental night it is refreshed for the pending
+concerns only (:mod:`rom_pipeline.defs.audit.pending`). Cross-concern tables
+(``per_concern=False``, the default) are always rebuilt whole. Every asset that
+writes DuckDB runs in the ``duckdb_writer`` pool (one writer, docs/operations.md).
 """
 
 from typing import Sequence
 
 import dagster as dg
 
+from rom_pipeline.defs.audit.pending import ConcernScope, read_scope
 from rom_pipeline.lib.sqlfiles import SqlModel
 from rom_pipeline.resources import Workspace
 
 OWNERS = ["team:rom-data-engineering"]
+# Concurrency pool of every asset that writes the work database: limit it to 1 (docs/operations.md).
+DUCKDB_POOL = "duckdb_writer"
 
 
 def table_schema(con, table: str) -> dg.TableSchema:
@@ -41,6 +50,41 @@ def model_metadata(model: SqlModel) -> dict:
     }
 
 
+def refresh_mode(per_concern: bool) -> dict:
+    """Definition metadata: how the asset refreshes its table."""
+    return {"rom/refresh": "per_concern" if per_concern else "cross_concern"}
+
+
+def refresh_metadata(con, table: str, scope: ConcernScope | None, rows: tuple[int, int] | None = None) -> dict:
+    """Materialisation metadata saying what was recomputed: everything, or which concerns."""
+    if scope is None:
+        return {"refresh": "full (cross-concern table)"}
+    if rows is None:  # rebuilt whole
+        concerns = [r[0] for r in con.execute(
+            f"SELECT DISTINCT concern_id FROM {table} WHERE concern_id IS NOT NULL ORDER BY 1").fetchall()]
+        return {"refresh": "full", "refresh_reason": scope.reason or "full", "concerns_recomputed": len(concerns),
+                "concerns_recomputed_list": dg.MetadataValue.json(concerns)}
+    return {"refresh": "incremental", "refresh_reason": scope.reason,
+            "concerns_recomputed": len(scope.concerns),
+            "concerns_recomputed_list": dg.MetadataValue.json(list(scope.concerns)),
+            "rows_deleted": rows[0], "rows_inserted": rows[1]}
+
+
+def build_model(con, model: SqlModel, per_concern: bool) -> dict:
+    """Build ``model``'s table (whole, or for the pending concerns only); returns refresh metadata."""
+    table = f"{model.layer}.{model.name}"
+    if not per_concern:
+        model.build(con)
+        return refresh_metadata(con, table, None)
+    scope = read_scope(con)
+    if scope.full or not model.exists(con):
+        if not scope.full:
+            scope = ConcernScope(full=True, reason=f"{table} did not exist yet")
+        model.build(con)
+        return refresh_metadata(con, table, scope)
+    return refresh_metadata(con, table, scope, model.refresh_concerns(con, scope.concerns))
+
+
 def sql_model_asset(
     model: SqlModel,
     *,
@@ -48,6 +92,7 @@ def sql_model_asset(
     description: str,
     kinds: Sequence[str] = ("duckdb", "sql"),
     column_lineage: dg.TableColumnLineage | None = None,
+    per_concern: bool = False,
 ) -> dg.AssetsDefinition:
     key = dg.AssetKey([model.layer, model.name])
 
@@ -59,13 +104,14 @@ def sql_model_asset(
         owners=OWNERS,
         kinds=set(kinds),
         code_version=model.sha256[:12],
-        metadata=model_metadata(model),
+        metadata={**model_metadata(model), **refresh_mode(per_concern)},
+        pool=DUCKDB_POOL,
     )
     def _build(context: dg.AssetExecutionContext, workspace: Workspace) -> dg.MaterializeResult:
         table = f"{model.layer}.{model.name}"
         with workspace.connect() as con:
-            model.build(con)
-            metadata = {**table_metadata(con, table), **model_metadata(model)}
+            refresh = build_model(con, model, per_concern)
+            metadata = {**table_metadata(con, table), **model_metadata(model), **refresh}
         if column_lineage is not None:
             metadata["dagster/column_lineage"] = column_lineage
         return dg.MaterializeResult(metadata=metadata)

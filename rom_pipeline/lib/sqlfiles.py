@@ -4,12 +4,18 @@ The runner, not the file, decides where the result goes (``CREATE OR REPLACE
 TABLE <schema>.<table> AS <select>``), so a model can be read, tested and run
 on its own. Parameters come from DuckDB variables (``getvariable('norm_score')``)
 and ``config.*`` tables set by :func:`rom_pipeline.config.apply_parameters`.
+
+Incremental nights (``refresh_concerns``): a per-concern table is refreshed for
+some concerns only, from the same file, filtered on ``concern_id``
+(``DELETE`` + ``INSERT BY NAME``, in one transaction); see
+:mod:`rom_pipeline.defs.audit.pending`.
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from rom_pipeline.paths import PROJECT_DIR, SQL_DIR
 
@@ -41,3 +47,34 @@ class SqlModel:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema or self.layer}")
         con.execute(f"CREATE OR REPLACE TABLE {target} AS\n{self.text}")
         return con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+
+    def exists(self, con, schema: str | None = None) -> bool:
+        return con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = ? AND table_name = ?", [schema or self.layer, self.name]).fetchone()[0] > 0
+
+    def refresh_concerns(self, con, concerns: Sequence[str], schema: str | None = None) -> tuple[int, int]:
+        """Replace the rows of ``concerns`` only, from this model filtered on ``concern_id``.
+
+        One transaction: a reader (or a crash) sees the old rows or the new ones, never
+        neither. The table must exist (else use :meth:`build`). Returns (deleted, inserted).
+        """
+        if not concerns:
+            return 0, 0
+        target = f"{schema or self.layer}.{self.name}"
+        in_list = ", ".join(_sql_text(c) for c in concerns)
+        con.begin()
+        try:
+            deleted = con.execute(f"DELETE FROM {target} WHERE concern_id IN ({in_list})").fetchone()[0]
+            inserted = con.execute(
+                f"INSERT INTO {target} BY NAME\nSELECT * FROM (\n{self.text.strip().rstrip(';')}\n) AS model\n"
+                f"WHERE model.concern_id IN ({in_list})").fetchone()[0]
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        return deleted, inserted
+
+
+def _sql_text(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"

@@ -76,6 +76,7 @@ EPISODE_OUTCOMES_LINEAGE = dg.TableColumnLineage(deps_by_column={
 
 instrument_outcomes = sql_model_asset(
     INSTRUMENT_OUTCOMES_MODEL,
+    per_concern=True,  # an episode's outcome depends on its own concern's delivery only
     deps=[STAGING_EPISODES, STAGING_SCORES],
     description="Per episode and instrument: the pre- and post-measurement chosen by the date windows, "
                 "their scores, raw change and reliable-change category (docs/outcome-rules.md).",
@@ -83,6 +84,7 @@ instrument_outcomes = sql_model_asset(
 )
 episode_outcomes = sql_model_asset(
     EPISODE_OUTCOMES_MODEL,
+    per_concern=True,
     deps=[_INSTRUMENT_OUTCOMES, STAGING_EPISODES, STAGING_THERAPISTS, STAGING_LOCATIONS],
     description="One row per episode: SCL90 pre/post, complete scores, percentage improvement with its "
                 "rule code, reliable change, case-mix attributes and the not-on-track flag of open episodes.",

@@ -9,7 +9,9 @@ as blocking checks on the staging tables (pushed down into DuckDB by ibis).
 import dagster as dg
 import pandera.ibis as pa
 
-from rom_pipeline.defs.sql_asset import OWNERS, sql_model_asset, table_metadata
+from rom_pipeline.defs.audit.pending import read_scope
+from rom_pipeline.defs.sql_asset import (DUCKDB_POOL, OWNERS, refresh_metadata, refresh_mode, sql_model_asset,
+                                         table_metadata)
 from rom_pipeline.defs.staging.checks import pandera_schema_check, sql_check
 from rom_pipeline.defs.staging.validate import validate_file, validation_sql_sha256
 from rom_pipeline.lib.sqlfiles import SqlModel
@@ -28,26 +30,39 @@ def _upstream(schema: pa.DataFrameSchema) -> list[dg.AssetKey]:
 def staging_asset(schema: pa.DataFrameSchema) -> dg.AssetsDefinition:
     file = schema.name
     code_version = validation_sql_sha256(schema)[:12]
+    # Delivery files hold one concern's rows per delivery; reference files hold every concern's.
+    per_concern = file in FILES
+    definition_metadata = {"schema_file": dg.MetadataValue.path("schemas/contract.py" if per_concern
+                                                                else "schemas/reference.py"),
+                           **refresh_mode(per_concern)}
 
     @dg.multi_asset(
         name=f"validate_{file}",
         specs=[
             dg.AssetSpec(dg.AssetKey(["staging", file]), group_name="staging", owners=OWNERS,
                          kinds={"duckdb", "pandera"}, code_version=code_version, deps=_upstream(schema),
+                         metadata=definition_metadata,
                          description=f"Valid rows of {file} (current deliveries), typed; rules: schemas/"),
             dg.AssetSpec(dg.AssetKey(["staging", f"{file}_rejects"]), group_name="staging", owners=OWNERS,
                          kinds={"duckdb", "pandera"}, code_version=code_version, deps=_upstream(schema),
+                         metadata=definition_metadata,
                          description=f"Rows of {file} that broke a rule, once per reason, with the raw row."),
         ],
+        pool=DUCKDB_POOL,
     )
     def _validate(context: dg.AssetExecutionContext, workspace: Workspace):
         with workspace.connect() as con:
-            counts = validate_file(con, schema)
-            context.log.info(f"{file}: {counts['rows_loaded']} rows loaded, {counts['rows_quarantined']} quarantined")
+            scope = read_scope(con) if per_concern else None
+            incremental = scope is not None and not scope.full
+            counts = validate_file(con, schema, concerns=scope.concerns if incremental else None)
+            rows = (counts.pop("rows_deleted"), counts.pop("rows_inserted")) if "rows_deleted" in counts else None
+            context.log.info(f"{file}: {counts['rows_loaded']} rows loaded, {counts['rows_quarantined']} quarantined"
+                             + (f" ({scope.describe()})" if scope else ""))
             for table in (file, f"{file}_rejects"):
                 yield dg.MaterializeResult(
                     asset_key=dg.AssetKey(["staging", table]),
                     metadata={**table_metadata(con, f"staging.{table}"), **counts,
+                              **refresh_metadata(con, f"staging.{table}", scope, rows),
                               "validation_sql_sha256": validation_sql_sha256(schema)})
 
     return _validate
@@ -58,12 +73,14 @@ VALIDATION_ASSETS = [staging_asset(schema) for schema in ALL_SCHEMAS.values()]
 
 SCORING = sql_model_asset(
     SqlModel("staging", "measurement_scoring"),
+    per_concern=True,
     deps=[["staging", "measurements"], ["staging", "item_responses"]],
     description="Every row-valid measurement with its total from items (prorated) or as delivered, "
                 "and why it cannot be scored if so.",
 )
 SCORES = sql_model_asset(
     SqlModel("staging", "measurement_scores"),
+    per_concern=True,
     deps=[["staging", "measurement_scoring"]],
     description="Valid measurements with their total score: the input of every outcome.",
 )

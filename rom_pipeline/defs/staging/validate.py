@@ -1,7 +1,13 @@
-"""Split the rows of one delivered file into ``staging.<file>`` (valid, typed) and ``staging.<file>_rejects``."""
+"""Split the rows of one delivered file into ``staging.<file>`` (valid, typed) and ``staging.<file>_rejects``.
+
+With ``concerns`` (an incremental night, :mod:`rom_pipeline.defs.audit.pending`) only
+those concerns' rows are checked and replaced, in one transaction; without, both
+tables are rebuilt whole (first run, full rebuild, reference files).
+"""
 from __future__ import annotations
 
 import hashlib
+from typing import Sequence
 
 import pandera.ibis as pa
 
@@ -28,19 +34,20 @@ def validation_sql_sha256(schema: pa.DataFrameSchema) -> str:
     return hashlib.sha256(checked_rows_sql(schema).encode()).hexdigest()
 
 
-def validate_file(con, schema: pa.DataFrameSchema) -> dict[str, int]:
-    file = schema.name
-    checked = f"checked_{file}"
-    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {checked} AS {checked_rows_sql(schema)}")
+def _in_list(values: Sequence[str]) -> str:
+    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+
+
+def _staging_select(schema: pa.DataFrameSchema, checked: str) -> str:
     order = ", ".join(f'"{k}"' for k in key_columns(schema)) or "source_row_number"
-    con.execute(f"""
-        CREATE OR REPLACE TABLE staging.{file} AS
+    return f"""
         SELECT concern_id, delivery_id, source_row_number, {", ".join(staging_columns(schema))}
         FROM {checked} WHERE len(reasons) = 0
-        ORDER BY concern_id, {order}""")
-    con.execute(f"""
-        CREATE OR REPLACE TABLE staging.{file}_rejects AS
+        ORDER BY concern_id, {order}"""
+
+
+def _rejects_select(file: str, checked: str, concern_filter: str) -> str:
+    return f"""
         WITH broken_rules AS (
             SELECT delivery_id, concern_id, file_name, source_row_number, raw_row, unnest(reasons) AS broken
             FROM {checked} WHERE len(reasons) > 0
@@ -50,15 +57,57 @@ def validate_file(con, schema: pa.DataFrameSchema) -> dict[str, int]:
                    rr.reason, NULL AS column_name, rr.detail, rr.raw_text AS raw_row
             FROM raw.rejected_rows AS rr
             JOIN audit.deliveries AS d ON d.delivery_id = rr.delivery_id AND d.status = 'current'
-            WHERE rr.logical_file = '{file}'
+            WHERE rr.logical_file = '{file}'{concern_filter}
         )
         SELECT delivery_id, concern_id, file_name, source_row_number, 'validation' AS stage,
                broken.reason AS reason, broken.column_name AS column_name, broken.detail AS detail, raw_row
         FROM broken_rules
         UNION ALL
         SELECT {REJECT_COLUMNS} FROM unreadable_rows
-        ORDER BY concern_id, file_name, source_row_number, reason""")
-    con.execute(f"DROP TABLE {checked}")
+        ORDER BY concern_id, file_name, source_row_number, reason"""
+
+
+def _tables_exist(con, file: str) -> bool:
+    return con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'staging' "
+        "AND table_name IN (?, ?)", [file, f"{file}_rejects"]).fetchone()[0] == 2
+
+
+def validate_file(con, schema: pa.DataFrameSchema, concerns: Sequence[str] | None = None) -> dict[str, int]:
+    """Validate ``schema``'s file: all rows, or (``concerns``) only those concerns' rows.
+
+    Returns the row counts of the tables; with ``concerns`` also rows deleted/inserted.
+    """
+    file = schema.name
+    checked = f"checked_{file}"
+    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
+    incremental = concerns is not None and _tables_exist(con, file)
+    if not incremental:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {checked} AS {checked_rows_sql(schema)}")
+        con.execute(f"CREATE OR REPLACE TABLE staging.{file} AS {_staging_select(schema, checked)}")
+        con.execute(f"CREATE OR REPLACE TABLE staging.{file}_rejects AS {_rejects_select(file, checked, '')}")
+        con.execute(f"DROP TABLE {checked}")
+        changes = {}
+    elif not concerns:
+        changes = {"rows_deleted": 0, "rows_inserted": 0}
+    else:
+        in_list = _in_list(concerns)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {checked} AS "
+                    f"SELECT * FROM ({checked_rows_sql(schema)}) AS c WHERE c.concern_id IN ({in_list})")
+        con.begin()
+        try:
+            deleted = inserted = 0
+            for table, select in ((file, _staging_select(schema, checked)),
+                                  (f"{file}_rejects", _rejects_select(file, checked,
+                                                                      f" AND rr.concern_id IN ({in_list})"))):
+                deleted += con.execute(f"DELETE FROM staging.{table} WHERE concern_id IN ({in_list})").fetchone()[0]
+                inserted += con.execute(f"INSERT INTO staging.{table} BY NAME {select}").fetchone()[0]
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        con.execute(f"DROP TABLE {checked}")
+        changes = {"rows_deleted": deleted, "rows_inserted": inserted}
     loaded = con.execute(f"SELECT count(*) FROM staging.{file}").fetchone()[0]
     rejected = con.execute(f"SELECT count(DISTINCT (delivery_id, source_row_number)) FROM staging.{file}_rejects").fetchone()[0]
-    return {"rows_loaded": loaded, "rows_quarantined": rejected}
+    return {"rows_loaded": loaded, "rows_quarantined": rejected, **changes}

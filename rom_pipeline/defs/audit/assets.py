@@ -1,0 +1,161 @@
+"""Audit assets: the run record at the start of every run, the trail recorded before publishing.
+
+- ``audit/runs`` (first step, upstream of ingest): one row per run with its code
+  version, parameters (JSON + sha256), SQL file hashes, and the fingerprints the
+  schedule and sensor compare; ``publish/warehouse`` finalises it.
+- ``audit/run_inputs``, ``audit/published_figures``, ``audit/figure_episodes``,
+  ``audit/quarantine_log`` (after the marts, before publish): appended, never rebuilt
+  (:mod:`rom_pipeline.defs.audit.trail`).
+- A blocking check proves the recorded episodes give every published figure back.
+"""
+
+from pathlib import Path
+
+import dagster as dg
+
+from rom_pipeline.defs.audit import fingerprint
+from rom_pipeline.defs.audit.trail import FIGURE_SOURCES, RunInfo, record_trail, start_run
+from rom_pipeline.defs.sql_asset import DUCKDB_POOL, OWNERS, model_metadata, table_metadata
+from rom_pipeline.lib.sqlfiles import SqlModel
+from rom_pipeline.paths import SQL_DIR
+from rom_pipeline.resources import Workspace
+
+RUNS = dg.AssetKey(["audit", "runs"])
+TRAIL_TABLES = ["run_inputs", "published_figures", "figure_episodes", "quarantine_log"]
+REPRODUCE_CHECK_SQL = SQL_DIR / "audit" / "checks" / "figure_episodes_reproduce_figures.sql"
+CODE_MODULES = [Path(__file__).with_name("trail.py"), Path(__file__).with_name("pending.py"),
+                Path(__file__).with_name("fingerprint.py"), Path(__file__)]
+
+
+def _code_version(*extra: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in [*CODE_MODULES, *extra]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def trigger_of(tags: dict) -> str:
+    """What started the run, from Dagster's own run tags."""
+    if tags.get("dagster/backfill"):
+        return f"backfill:{tags['dagster/backfill']}"
+    if tags.get("dagster/schedule_name"):
+        return f"schedule:{tags['dagster/schedule_name']}"
+    if tags.get("dagster/sensor_name"):
+        return f"sensor:{tags['dagster/sensor_name']}"
+    return "manual"
+
+
+def sql_files_with_validation() -> dict[str, str]:
+    """sha256 of every SQL file, plus the validation SQL that each pandera schema generates."""
+    from rom_pipeline.defs.staging.assets import ALL_SCHEMAS
+    from rom_pipeline.defs.staging.validate import validation_sql_sha256
+
+    return {**fingerprint.sql_file_hashes(),
+            **{f"validation:{name}": validation_sql_sha256(schema) for name, schema in ALL_SCHEMAS.items()}}
+
+
+def run_info(run_id: str, tags: dict, workspace: Workspace) -> RunInfo:
+    params = workspace.parameters()
+    export_root = Path(workspace.export_dir)
+    return RunInfo(
+        run_id=run_id, trigger=trigger_of(tags), code_version=fingerprint.code_version(),
+        git_commit=fingerprint.git_commit(), source_sha256=fingerprint.source_sha256(),
+        parameters_json=params.as_json(), parameters_sha256=params.sha256, sql_files=sql_files_with_validation(),
+        inputs_fingerprint=fingerprint.inputs_fingerprint(export_root, params.sha256),
+        manifests_fingerprint=fingerprint.manifests_fingerprint(export_root))
+
+
+def ensure_run_recorded(con, context: dg.AssetExecutionContext, workspace: Workspace) -> int:
+    """The run's row in audit.runs (created here when a partial run skipped audit/runs)."""
+    return start_run(con, run_info(context.run.run_id, context.run.tags, workspace))
+
+
+@dg.asset(
+    key=RUNS,
+    group_name="audit",
+    description="One row per pipeline run: Dagster run id, code version (package + git commit), parameter "
+                "values (JSON + sha256), SQL file hashes, input fingerprints, started/finished, status "
+                "(running, published, failed, incomplete). Written first; finalised by publish.",
+    owners=OWNERS,
+    kinds={"duckdb", "python"},
+    code_version=_code_version(),
+    metadata={"module": dg.MetadataValue.path("rom_pipeline/defs/audit/trail.py")},
+    pool=DUCKDB_POOL,
+)
+def runs(context: dg.AssetExecutionContext, workspace: Workspace) -> dg.MaterializeResult:
+    info = run_info(context.run.run_id, context.run.tags, workspace)
+    with workspace.connect() as con:
+        seq = start_run(con, info)
+        metadata = table_metadata(con, "audit.runs")
+    context.log.info(f"run {seq}: code {info.code_version}, parameters {info.parameters_sha256[:12]}, "
+                     f"trigger {info.trigger}")
+    return dg.MaterializeResult(metadata={
+        **metadata, "run_seq": seq, "code_version": info.code_version, "trigger": info.trigger,
+        "parameters_sha256": info.parameters_sha256, "source_sha256": info.source_sha256,
+        "inputs_fingerprint": info.inputs_fingerprint, "manifests_fingerprint": info.manifests_fingerprint})
+
+
+TRAIL_DESCRIPTIONS = {
+    "run_inputs": "Per run: every file of every current delivery and the reference files it computed from, "
+                  "with checksums (what explain cites).",
+    "published_figures": "Every published indicator and benchmark figure, kept across runs: a row when a figure "
+                          "is new, changed or removed (never overwritten; unchanged figures are not repeated).",
+    "figure_episodes": "Why-provenance: per unit and period, the closed episodes behind its indicator figures "
+                       "with pre/post measurements, scores, rule codes and contributions; versioned across runs.",
+    "quarantine_log": "Per delivery: its quarantined rows and why, kept across runs (versioned when they change).",
+}
+_FIGURE_TABLE_KEYS = [dg.AssetKey(s.table.split(".")) for s in FIGURE_SOURCES]
+
+
+@dg.multi_asset(
+    name="record_audit_trail",
+    specs=[dg.AssetSpec(
+        dg.AssetKey(["audit", t]), group_name="audit", description=TRAIL_DESCRIPTIONS[t], owners=OWNERS,
+        kinds={"duckdb", "sql" if t == "figure_episodes" else "python"},
+        code_version=_code_version(SqlModel("audit", "figure_episodes").path),
+        deps=[RUNS, dg.AssetKey(["audit", "deliveries"]), dg.AssetKey(["audit", "delivery_files"]),
+              dg.AssetKey(["audit", "quarantine"]), dg.AssetKey(["marts", "episode_outcomes"]), *_FIGURE_TABLE_KEYS],
+        metadata={**(model_metadata(SqlModel("audit", "figure_episodes")) if t == "figure_episodes" else {}),
+                  "rom/refresh": "append"},
+    ) for t in TRAIL_TABLES],
+    pool=DUCKDB_POOL,
+)
+def record_audit_trail(context: dg.AssetExecutionContext, workspace: Workspace):
+    with workspace.connect() as con:
+        ensure_run_recorded(con, context, workspace)
+        counts = record_trail(con, context.run.run_id)
+        context.log.info(f"audit trail: {counts['figures_new']} new, {counts['figures_changed']} changed, "
+                         f"{counts['figures_removed']} removed figures; {counts['cells_changed']} units x periods "
+                         f"with new episode provenance")
+        for table in TRAIL_TABLES:
+            yield dg.MaterializeResult(asset_key=dg.AssetKey(["audit", table]),
+                                       metadata={**table_metadata(con, f"audit.{table}"), **counts})
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(["audit", "figure_episodes"]), name="reproduces_published_figures", blocking=True,
+    description="Blocking: for every therapist, location and concern figure of marts.indicators (aggregation "
+                "episodes), the recorded episodes give its n and value back (the auditor's trail is exact).",
+)
+def reproduces_published_figures(context: dg.AssetCheckExecutionContext, workspace: Workspace) -> dg.AssetCheckResult:
+    with workspace.connect() as con:
+        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                           "AND schema_name = 'marts' AND table_name = 'indicators'").fetchone()[0]:
+            return dg.AssetCheckResult(passed=True, metadata={"failing_figures": 0, "note": "no marts.indicators"})
+        con.execute("SET VARIABLE run_id = ?", [context.run.run_id])
+        sql = REPRODUCE_CHECK_SQL.read_text()
+        failing = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+        sample = con.execute(f"SELECT concern_id, level, period_type, period, indicator, published_n, recorded_n "
+                             f"FROM ({sql}) LIMIT 5").fetchall() if failing else []
+    return dg.AssetCheckResult(
+        passed=failing == 0, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"failing_figures": failing, "check_sql": dg.MetadataValue.path(
+            str(REPRODUCE_CHECK_SQL.relative_to(SQL_DIR.parent))),
+            "sample": dg.MetadataValue.json([[str(v) for v in row] for row in sample])})
+
+
+ASSETS = [runs, record_audit_trail]
+CHECKS = [reproduces_published_figures]
+

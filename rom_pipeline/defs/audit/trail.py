@@ -1,0 +1,367 @@
+"""The auditor's trail in the work database: runs, their inputs, published figures and their episodes.
+
+These tables are never rebuilt: each run appends to them, so they hold the history
+of every publish. A figure is a row of ``audit.published_figures`` when it first
+appears, each time its value (or any other published column) changes, and when it
+disappears (``change = 'removed'``): unchanged figures are not repeated night after
+night. Values are compared at ``COMPARE_DIGITS`` significant digits (floating-point
+noise of parallel sums is not a change); the stored value is the exact one. The figure a run published is therefore the latest row of its key from that
+run or an earlier published one (``run_seq``). ``audit.figure_episodes`` and
+``audit.quarantine_log`` are versioned the same way, per unit and period and per
+delivery. ``audit.run_inputs`` lists every run's current delivery files in full.
+
+Rows of a run that did not publish are deleted by the next run (they never
+described a published warehouse); ``audit.runs`` keeps the run itself with its status.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from rom_pipeline.defs.audit.pending import PENDING_DDL, clear_pending
+from rom_pipeline.lib.sqlfiles import SqlModel
+
+FIGURE_EPISODES_MODEL = SqlModel("audit", "figure_episodes")
+
+DDL = [
+    """CREATE TABLE IF NOT EXISTS audit.runs (
+        run_id VARCHAR PRIMARY KEY, run_seq BIGINT NOT NULL, started_at TIMESTAMPTZ NOT NULL,
+        finished_at TIMESTAMPTZ, status VARCHAR NOT NULL, trigger VARCHAR, code_version VARCHAR NOT NULL,
+        git_commit VARCHAR, source_sha256 VARCHAR NOT NULL, parameters_json VARCHAR NOT NULL,
+        parameters_sha256 VARCHAR NOT NULL, sql_files_json VARCHAR NOT NULL, inputs_fingerprint VARCHAR NOT NULL,
+        manifests_fingerprint VARCHAR NOT NULL, refresh VARCHAR, concerns_recomputed VARCHAR,
+        figures_new BIGINT, figures_changed BIGINT, figures_removed BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS audit.run_inputs (
+        run_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, concern_id VARCHAR, delivery_id VARCHAR NOT NULL,
+        export_id VARCHAR, exported_at TIMESTAMPTZ, manifest_sha256 VARCHAR, file_name VARCHAR NOT NULL,
+        sha256 VARCHAR NOT NULL, rows_read BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS audit.published_figures (
+        run_id VARCHAR NOT NULL, table_name VARCHAR NOT NULL, figure_key VARCHAR NOT NULL,
+        concern_id VARCHAR, level VARCHAR, unit_id VARCHAR, period_type VARCHAR, period VARCHAR,
+        figure VARCHAR NOT NULL, aggregation VARCHAR, value DOUBLE, n BIGINT, suppressed BOOLEAN,
+        figure_json VARCHAR, figure_sha256 VARCHAR NOT NULL, change VARCHAR NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS audit.figure_episodes (
+        run_id VARCHAR NOT NULL, unit_period_key VARCHAR NOT NULL, concern_id VARCHAR, level VARCHAR,
+        unit_id VARCHAR, period_type VARCHAR, period VARCHAR, episode_id VARCHAR, delivery_id VARCHAR,
+        location_id VARCHAR, therapist_id VARCHAR, end_date DATE, end_reason VARCHAR,
+        pre_measurement_id VARCHAR, pre_score DOUBLE, post_measurement_id VARCHAR, post_score DOUBLE,
+        has_complete_scores BOOLEAN, pct_improvement DOUBLE, improvement_rule VARCHAR, reliable_change VARCHAR,
+        satisfaction_measurement_id VARCHAR, satisfaction_post DOUBLE, working_at_start BOOLEAN,
+        working_at_end BOOLEAN, contributions MAP(VARCHAR, DOUBLE), cell_sha256 VARCHAR NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS audit.quarantine_log (
+        run_id VARCHAR NOT NULL, delivery_id VARCHAR NOT NULL, concern_id VARCHAR, file_name VARCHAR,
+        source_row_number BIGINT, stage VARCHAR, reason VARCHAR, column_name VARCHAR, detail VARCHAR,
+        raw_row VARCHAR, delivery_sha256 VARCHAR NOT NULL)""",
+    PENDING_DDL,
+]
+
+# Tables whose rows belong to one run each (cleaned of runs that did not publish).
+VERSIONED = ["run_inputs", "published_figures", "figure_episodes", "quarantine_log"]
+
+
+@dataclass(frozen=True)
+class FigureSource:
+    """How the rows of one published table become figures: SQL expressions over its columns."""
+
+    table: str
+    figure: str
+    aggregation: str = "NULL"
+    level: str = "'concern'"
+    unit_id: str = "concern_id"
+    period_type: str = "'year'"
+    period: str = "year::VARCHAR"
+    value: str = "value"
+    n: str = "NULL"
+    suppressed: str = "false"
+
+
+FIGURE_SOURCES = [
+    FigureSource("marts.indicators", figure="indicator", aggregation="aggregation", level="level",
+                 unit_id="unit_id", period_type="period_type", period="period", n="n", suppressed="suppressed"),
+    FigureSource("marts.internal_benchmark", figure="indicator", aggregation="'internal_benchmark'", level="level",
+                 unit_id="unit_id", period_type="period_type", period="period", n="n", suppressed="suppressed"),
+    FigureSource("marts.concern_benchmark", figure="indicator_id", aggregation="peer_group", n="n"),
+    FigureSource("marts.concern_summary", figure="'summary_z:' || cluster", aggregation="peer_group",
+                 value="summary_z", n="n_indicators"),
+    FigureSource("marts.financial_ratios", figure="ratio"),
+]
+
+
+def ensure_tables(con) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS audit")
+    for ddl in DDL:
+        con.execute(ddl)
+
+
+def _exists(con, table: str) -> bool:
+    schema, name = table.split(".")
+    return con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                       "AND schema_name = ? AND table_name = ?", [schema, name]).fetchone()[0] > 0
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    trigger: str
+    code_version: str
+    git_commit: str | None
+    source_sha256: str
+    parameters_json: str
+    parameters_sha256: str
+    sql_files: dict
+    inputs_fingerprint: str
+    manifests_fingerprint: str
+
+
+def start_run(con, info: RunInfo) -> int:
+    """Record the run (status 'running'); an earlier run still 'running' never finished. Returns run_seq."""
+    ensure_tables(con)
+    con.execute("UPDATE audit.runs SET status = 'incomplete' WHERE status = 'running' AND run_id <> ?", [info.run_id])
+    existing = con.execute("SELECT run_seq FROM audit.runs WHERE run_id = ?", [info.run_id]).fetchone()
+    if existing:  # a re-executed step of the same run
+        return existing[0]
+    seq = con.execute("SELECT coalesce(max(run_seq), 0) + 1 FROM audit.runs").fetchone()[0]
+    con.execute(
+        """INSERT INTO audit.runs (run_id, run_seq, started_at, status, trigger, code_version, git_commit,
+               source_sha256, parameters_json, parameters_sha256, sql_files_json, inputs_fingerprint,
+               manifests_fingerprint)
+           VALUES (?, ?, now(), 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [info.run_id, seq, info.trigger, info.code_version, info.git_commit, info.source_sha256,
+         info.parameters_json, info.parameters_sha256, json.dumps(info.sql_files, sort_keys=True),
+         info.inputs_fingerprint, info.manifests_fingerprint])
+    return seq
+
+
+def _run_seq(con, run_id: str) -> int:
+    row = con.execute("SELECT run_seq FROM audit.runs WHERE run_id = ?", [run_id]).fetchone()
+    if row is None:
+        raise LookupError(f"run {run_id} is not in audit.runs (the audit/runs asset did not run)")
+    return row[0]
+
+
+def collect_garbage(con, run_id: str) -> int:
+    """Delete the trail rows of runs that did not publish (and of an earlier attempt of this run)."""
+    deleted = 0
+    for table in VERSIONED:
+        deleted += con.execute(
+            f"DELETE FROM audit.{table} WHERE run_id = ? OR run_id IN "
+            f"(SELECT run_id FROM audit.runs WHERE status <> 'published')", [run_id]).fetchone()[0]
+    return deleted
+
+
+def record_run_inputs(con, run_id: str) -> int:
+    """Every file of every current delivery (and the reference files) this run computed from."""
+    return con.execute("""
+        INSERT INTO audit.run_inputs
+        SELECT ?, CASE WHEN d.delivery_id = 'reference' THEN 'reference' ELSE 'delivery' END, d.concern_id,
+               d.delivery_id, d.export_id, d.exported_at, d.manifest_sha256, f.file_name, f.sha256, f.rows_read
+        FROM audit.deliveries AS d
+        JOIN audit.delivery_files AS f ON f.delivery_id = d.delivery_id
+        WHERE d.status = 'current'
+        ORDER BY d.concern_id, d.delivery_id, f.file_name""", [run_id]).fetchone()[0]
+
+
+def _latest(table: str, key: str, columns: str) -> str:
+    """The latest version of each key among published runs (and the current run)."""
+    return f"""
+        SELECT {columns} FROM audit.{table} AS v JOIN audit.runs AS r ON r.run_id = v.run_id
+        WHERE r.status = 'published' OR r.run_id = $run_id
+        QUALIFY r.run_seq = max(r.run_seq) OVER (PARTITION BY v.{key})"""
+
+
+# Significant digits at which two versions of a figure count as the same value. The last
+# bits of a sum of doubles depend on how DuckDB's threads split the work, so a figure
+# recomputed from unchanged data can differ in its 16th digit; that is not a change.
+COMPARE_DIGITS = 9
+
+
+def _canonical_json(con, table: str) -> str:
+    """The row as JSON with floating-point columns at COMPARE_DIGITS significant digits (for hashing)."""
+    schema, name = table.split(".")
+    cols = con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
+                       "AND schema_name = ? AND table_name = ? ORDER BY column_index", [schema, name]).fetchall()
+    fields = []
+    for col, typ in cols:
+        value = f't."{col}"'
+        if typ in ("DOUBLE", "FLOAT", "REAL") or typ.startswith("DECIMAL"):
+            value = f"printf('%.{COMPARE_DIGITS}g', {value}::DOUBLE)"
+        fields.append(f'"{col}" := {value}')
+    return f"to_json(struct_pack({', '.join(fields)}))::VARCHAR"
+
+
+def _figures_select(con) -> str:
+    parts = []
+    for s in FIGURE_SOURCES:
+        if not _exists(con, s.table):
+            continue
+        parts.append(f"""
+            SELECT '{s.table}' AS table_name, concern_id, {s.level} AS level, {s.unit_id}::VARCHAR AS unit_id,
+                   {s.period_type} AS period_type, {s.period} AS period, ({s.figure})::VARCHAR AS figure,
+                   ({s.aggregation})::VARCHAR AS aggregation, ({s.value})::DOUBLE AS value, ({s.n})::BIGINT AS n,
+                   coalesce(({s.suppressed})::BOOLEAN, false) AS suppressed, to_json(t)::VARCHAR AS figure_json,
+                   sha256({_canonical_json(con, s.table)}) AS figure_sha256
+            FROM {s.table} AS t""")
+    return " UNION ALL ".join(parts)
+
+
+def record_published_figures(con, run_id: str) -> dict[str, int]:
+    """Append the figures that are new, changed or gone since the last publish."""
+    select = _figures_select(con)
+    if not select:
+        return {"figures_new": 0, "figures_changed": 0, "figures_removed": 0, "figures_published": 0}
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE current_figures AS
+        SELECT concat_ws('|', table_name, coalesce(concern_id, '*'), coalesce(level, '*'), coalesce(unit_id, '*'),
+                         coalesce(period_type, '*'), coalesce(period, '*'), figure, coalesce(aggregation, '*'))
+                   AS figure_key,
+               *
+        FROM ({select}) AS f""")
+    duplicates = con.execute("SELECT figure_key FROM current_figures GROUP BY ALL HAVING count(*) > 1 LIMIT 3").fetchall()
+    if duplicates:
+        raise ValueError(f"published figures are not unique by key, e.g. {duplicates}")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE last_figures AS
+        {_latest('published_figures', 'figure_key', 'v.*')}""".replace("$run_id", "'" + run_id.replace("'", "''") + "'"))
+    columns = ("table_name, figure_key, concern_id, level, unit_id, period_type, period, figure, aggregation, "
+               "value, n, suppressed, figure_json, figure_sha256")
+    counts = {}
+    counts["figures_new"] = con.execute(f"""
+        INSERT INTO audit.published_figures
+        SELECT ?, {columns}, 'new' FROM current_figures AS c
+        WHERE NOT EXISTS (SELECT 1 FROM last_figures AS l WHERE l.figure_key = c.figure_key AND l.change <> 'removed')
+        """, [run_id]).fetchone()[0]
+    counts["figures_changed"] = con.execute(f"""
+        INSERT INTO audit.published_figures
+        SELECT ?, {', '.join('c.' + x.strip() for x in columns.split(','))}, 'changed'
+        FROM current_figures AS c JOIN last_figures AS l ON l.figure_key = c.figure_key
+        WHERE l.change <> 'removed' AND l.figure_sha256 <> c.figure_sha256""", [run_id]).fetchone()[0]
+    counts["figures_removed"] = con.execute(f"""
+        INSERT INTO audit.published_figures
+        SELECT ?, table_name, figure_key, concern_id, level, unit_id, period_type, period, figure, aggregation,
+               NULL, NULL, NULL, NULL, sha256('removed'), 'removed'
+        FROM last_figures AS l
+        WHERE l.change <> 'removed' AND NOT EXISTS (SELECT 1 FROM current_figures AS c WHERE c.figure_key = l.figure_key)
+        """, [run_id]).fetchone()[0]
+    counts["figures_published"] = con.execute("SELECT count(*) FROM current_figures").fetchone()[0]
+    con.execute("DROP TABLE current_figures")
+    con.execute("DROP TABLE last_figures")
+    return counts
+
+
+def record_figure_episodes(con, run_id: str) -> dict[str, int]:
+    """Append the episodes of every unit and period whose episodes (or their scores) changed."""
+    if not _exists(con, "marts.episode_outcomes"):
+        return {"cells_changed": 0, "episode_rows_appended": 0}
+    con.execute(f"CREATE OR REPLACE TEMP TABLE cell_rows AS {FIGURE_EPISODES_MODEL.text.strip().rstrip(';')}")
+    # (Two statements: DuckDB 2.0 plans the join of a CTE holding an ordered string_agg very slowly.)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE cell_hashes AS
+        SELECT unit_period_key,
+               sha256(string_agg(to_json(cell_rows)::VARCHAR, chr(10) ORDER BY episode_id)) AS cell_sha256
+        FROM cell_rows GROUP BY unit_period_key""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE current_cells AS
+        SELECT c.*, h.cell_sha256 FROM cell_rows AS c JOIN cell_hashes AS h ON h.unit_period_key = c.unit_period_key""")
+    con.execute("DROP TABLE cell_hashes")
+    con.execute("DROP TABLE cell_rows")
+    run_literal = "'" + run_id.replace("'", "''") + "'"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE last_cells AS
+        SELECT DISTINCT unit_period_key, cell_sha256 FROM (
+            {_latest('figure_episodes', 'unit_period_key', 'v.unit_period_key, v.cell_sha256')}
+        )""".replace("$run_id", run_literal))
+    appended = con.execute("""
+        INSERT INTO audit.figure_episodes BY NAME
+        SELECT ? AS run_id, c.* FROM current_cells AS c
+        WHERE NOT EXISTS (SELECT 1 FROM last_cells AS l
+                          WHERE l.unit_period_key = c.unit_period_key AND l.cell_sha256 = c.cell_sha256)""",
+                           [run_id]).fetchone()[0]
+    cells = con.execute("SELECT count(DISTINCT unit_period_key) FROM audit.figure_episodes WHERE run_id = ?",
+                        [run_id]).fetchone()[0]
+    con.execute("DROP TABLE current_cells")
+    con.execute("DROP TABLE last_cells")
+    return {"cells_changed": cells, "episode_rows_appended": appended}
+
+
+def record_quarantine_log(con, run_id: str) -> dict[str, int]:
+    """Append the quarantined rows of every current delivery whose quarantine changed."""
+    if not _exists(con, "audit.quarantine"):
+        return {"deliveries_logged": 0, "quarantine_rows_appended": 0}
+    run_literal = "'" + run_id.replace("'", "''") + "'"
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE quarantine_rows AS
+        SELECT d.delivery_id, coalesce(q.concern_id, d.concern_id) AS concern_id, q.file_name,
+               q.source_row_number, q.stage, q.reason, q.column_name, q.detail, q.raw_row
+        FROM audit.deliveries AS d
+        LEFT JOIN audit.quarantine AS q ON q.delivery_id = d.delivery_id
+        WHERE d.status = 'current'""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE quarantine_hashes AS
+        SELECT delivery_id, sha256(string_agg(to_json(quarantine_rows)::VARCHAR, chr(10)
+                                   ORDER BY file_name, source_row_number, reason, column_name)) AS delivery_sha256
+        FROM quarantine_rows GROUP BY delivery_id""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE current_quarantine AS
+        SELECT q.*, h.delivery_sha256 FROM quarantine_rows AS q
+        JOIN quarantine_hashes AS h ON h.delivery_id = q.delivery_id""")
+    con.execute("DROP TABLE quarantine_hashes")
+    con.execute("DROP TABLE quarantine_rows")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE last_quarantine AS
+        SELECT DISTINCT delivery_id, delivery_sha256 FROM (
+            {_latest('quarantine_log', 'delivery_id', 'v.delivery_id, v.delivery_sha256')}
+        )""".replace("$run_id", run_literal))
+    # A delivery without quarantined rows is logged as one row with reason NULL, so that
+    # "nothing was quarantined" is a version too.
+    appended = con.execute("""
+        INSERT INTO audit.quarantine_log BY NAME
+        SELECT ? AS run_id, c.* FROM current_quarantine AS c
+        WHERE NOT EXISTS (SELECT 1 FROM last_quarantine AS l
+                          WHERE l.delivery_id = c.delivery_id AND l.delivery_sha256 = c.delivery_sha256)""",
+                           [run_id]).fetchone()[0]
+    deliveries = con.execute("SELECT count(DISTINCT delivery_id) FROM audit.quarantine_log WHERE run_id = ?",
+                             [run_id]).fetchone()[0]
+    con.execute("DROP TABLE current_quarantine")
+    con.execute("DROP TABLE last_quarantine")
+    return {"deliveries_logged": deliveries, "quarantine_rows_appended": appended}
+
+
+def record_trail(con, run_id: str) -> dict[str, int]:
+    """Everything a publish leaves behind for the auditor, in one transaction."""
+    ensure_tables(con)
+    _run_seq(con, run_id)
+    con.begin()
+    try:
+        counts = {"garbage_rows_deleted": collect_garbage(con, run_id),
+                  "run_input_files": record_run_inputs(con, run_id),
+                  **record_published_figures(con, run_id),
+                  **record_figure_episodes(con, run_id),
+                  **record_quarantine_log(con, run_id)}
+        con.execute("UPDATE audit.runs SET figures_new = ?, figures_changed = ?, figures_removed = ? WHERE run_id = ?",
+                    [counts["figures_new"], counts["figures_changed"], counts["figures_removed"], run_id])
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return counts
+
+
+@contextmanager
+def publishing(con, run_id: str, refresh: str | None = None, concerns: list[str] | None = None) -> Iterator[None]:
+    """Around the warehouse swap: the run is 'published' in the copy; 'failed' if the swap fails.
+
+    On success the pending concerns are cleared: the next night compares with this publish.
+    """
+    ensure_tables(con)
+    _run_seq(con, run_id)
+    con.execute("UPDATE audit.runs SET status = 'published', finished_at = now(), refresh = ?, "
+                "concerns_recomputed = ? WHERE run_id = ?",
+                [refresh, json.dumps(concerns) if concerns is not None else None, run_id])
+    try:
+        yield
+    except BaseException:
+        con.execute("UPDATE audit.runs SET status = 'failed', finished_at = now() WHERE run_id = ?", [run_id])
+        raise
+    clear_pending(con)

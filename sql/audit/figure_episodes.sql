@@ -1,0 +1,119 @@
+-- Why-provenance of the indicator figures (marts.indicators, aggregation 'episodes'):
+-- for every therapist, location and concern and every month, quarter and year, the
+-- closed episodes of that unit and period with their pre/post measurements, scores
+-- and rule codes, and what each episode contributes to each indicator.
+--
+-- One row per (unit and period, episode): unit_period_key names the figures of that
+-- unit and period (concern|level|unit|period_type|period), whatever the indicator.
+-- contributions maps indicator -> the episode's value in that indicator's mean; an
+-- indicator missing from the map does not count the episode (not in its n). So for
+-- every figure: n = the episodes whose contributions name the indicator, and
+-- value = the mean of their contributions (n_closed: their count).
+--
+-- The contribution rules restate outcomes-and-benchmarks.md s2 as the indicator SQL
+-- computes them; the blocking check audit/figure_episodes:reproduces_published_figures
+-- proves, every run, that these rows give every published n and value back.
+-- A concern's 'mean_of_locations' figure rests on the same episodes through its
+-- locations' figures; level 'all' on the concerns' figures.
+-- Therapist-level rows stay in the work database (the shared warehouse leaves them out).
+WITH
+closed_episodes AS (
+    SELECT
+        concern_id,
+        episode_id,
+        delivery_id,
+        location_id,
+        therapist_id,
+        end_date,
+        end_reason,
+        pre_measurement_id,
+        pre_score,
+        post_measurement_id,
+        post_score,
+        has_complete_scores,
+        pct_improvement,
+        improvement_rule,
+        reliable_change,
+        satisfaction_measurement_id,
+        satisfaction_post,
+        working_at_start,
+        working_at_end,
+        strftime(end_date, '%Y-%m') AS end_month,
+        strftime(end_date, '%Y') || '-Q' || quarter(end_date) AS end_quarter,
+        strftime(end_date, '%Y') AS end_year
+    FROM marts.episode_outcomes
+    WHERE is_closed
+),
+
+contributions AS (
+    SELECT
+        *,
+        map_from_entries(list_filter([
+            {'k': 'n_closed', 'v': 1.0},
+            {'k': 'pct_complete', 'v': CASE WHEN has_complete_scores THEN 100.0 ELSE 0.0 END},
+            {'k': 'mean_improvement', 'v': CASE WHEN has_complete_scores THEN pct_improvement END},
+            {'k': 'pct_recovered', 'v': CASE WHEN has_complete_scores AND reliable_change IS NOT NULL
+                                             THEN 100.0 * (reliable_change = 'recovered')::INTEGER END},
+            {'k': 'pct_improved', 'v': CASE WHEN has_complete_scores AND reliable_change IS NOT NULL
+                                            THEN 100.0 * (reliable_change = 'improved')::INTEGER END},
+            {'k': 'pct_unchanged', 'v': CASE WHEN has_complete_scores AND reliable_change IS NOT NULL
+                                             THEN 100.0 * (reliable_change = 'unchanged')::INTEGER END},
+            {'k': 'pct_deteriorated', 'v': CASE WHEN has_complete_scores AND reliable_change IS NOT NULL
+                                                THEN 100.0 * (reliable_change = 'deteriorated')::INTEGER END},
+            {'k': 'pct_dropout', 'v': 100.0 * (end_reason = 'dropout')::INTEGER},
+            {'k': 'mean_satisfaction', 'v': satisfaction_post::DOUBLE},
+            {'k': 'pct_working_end', 'v': CASE WHEN working_at_start IS NOT NULL AND working_at_end IS NOT NULL
+                                               THEN 100.0 * working_at_end::INTEGER END}
+        ], lambda entry: entry.v IS NOT NULL)) AS contribution_map
+    FROM closed_episodes
+),
+
+units_and_periods AS (
+    SELECT
+        c.*,
+        u.level,
+        u.unit_id,
+        p.period_type,
+        p.period
+    FROM contributions AS c
+    CROSS JOIN LATERAL (VALUES
+        ('therapist', c.therapist_id),
+        ('location', c.location_id),
+        ('concern', c.concern_id)
+    ) AS u(level, unit_id)
+    CROSS JOIN LATERAL (VALUES
+        ('month', c.end_month),
+        ('quarter', c.end_quarter),
+        ('year', c.end_year)
+    ) AS p(period_type, period)
+)
+
+SELECT
+    concat_ws('|', concern_id, level, unit_id, period_type, period) AS unit_period_key,
+    concern_id,
+    level,
+    unit_id,
+    period_type,
+    period,
+    episode_id,
+    delivery_id,
+    location_id,
+    therapist_id,
+    end_date,
+    end_reason,
+    pre_measurement_id,
+    pre_score,
+    post_measurement_id,
+    post_score,
+    has_complete_scores,
+    pct_improvement,
+    improvement_rule,
+    reliable_change,
+    satisfaction_measurement_id,
+    satisfaction_post,
+    working_at_start,
+    working_at_end,
+    contribution_map AS contributions
+FROM units_and_periods
+WHERE unit_id IS NOT NULL AND period IS NOT NULL
+ORDER BY unit_period_key, episode_id

@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     dictionary.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
     dictionary.set_defaults(func=_dictionary)
 
+    from rom_pipeline.explain import register as register_explain
+
+    register_explain(commands)
+
     try:
         from rom_pipeline.generate.cli import register as register_generate
     except ImportError:  # the generator is optional for running the pipeline

@@ -1,0 +1,476 @@
+"""`rom-pipeline explain`: how one published figure was derived, for an auditor.
+
+For a figure (table, concern, level, unit, period, indicator, aggregation) and a run
+(default: the latest that published) it prints the formula and the parameter values
+that run used, the figure's value and n, the episodes behind it with their pre/post
+measurements, scores and rule codes (and which of them count), the deliveries and file
+checksums they came from, the quarantined rows of that unit that were left out and why,
+and the run and code version.
+
+Everything is read from the audit trail (``audit.runs``, ``audit.published_figures``,
+``audit.figure_episodes``, ``audit.run_inputs``, ``audit.quarantine_log``), which keeps
+every run's version, so a figure of an earlier night is explained as it was published
+then, even after later deliveries changed it. By default it reads the published
+warehouse (read-only, safe while the pipeline runs); ``--db work`` reads the pipeline's
+work database instead (all levels, but only when no run is writing it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+FORMULAS = {
+    "n_closed": "number of closed episodes of the unit whose end_date falls in the period",
+    "pct_complete": "episodes with complete SCL90 scores (pre and post) / n_closed * 100",
+    "mean_improvement": (
+        "mean of pct_improvement over the closed episodes with complete SCL90 scores; per episode, with N = "
+        "norm_score: post <= N -> 100 (post_at_or_below_norm); else pre <= N -> -improvement_cap "
+        "(pre_at_or_below_norm); else v = (pre - post) / (pre - N) * 100, below -improvement_cap -> "
+        "-improvement_cap (capped_deterioration), otherwise v (formula)"),
+    "pct_recovered": "complete episodes with reliable_change = recovered / complete episodes with a category * 100",
+    "pct_improved": "complete episodes with reliable_change = improved / complete episodes with a category * 100",
+    "pct_unchanged": "complete episodes with reliable_change = unchanged / complete episodes with a category * 100",
+    "pct_deteriorated": "complete episodes with reliable_change = deteriorated / complete episodes with a category * 100",
+    "pct_dropout": "closed episodes with end_reason = dropout / n_closed * 100",
+    "mean_satisfaction": "mean CQI post-score over closed episodes with one (same window rule as SCL90)",
+    "pct_working_end": "episodes working at the end (WORK > 0) / episodes with a WORK pre- and post-score * 100",
+}
+AGGREGATIONS = {
+    "episodes": "every episode weighs the same",
+    "mean_of_locations": "mean of the locations' values (every location weighs the same; seed 000)",
+}
+RELEVANT_PARAMETERS = {
+    "outcomes": ["primary_instrument", "norm_score", "improvement_cap", "pre_window_days_before_start",
+                 "pre_window_days_after_start", "post_window_days_before_end", "post_window_days_after_end"],
+    "indicators": ["min_n", "min_count_published", "confidence_level"],
+}
+UNIT_COLUMN = {"therapist": "therapist_id", "location": "location_id"}
+MATCH_TEXT = {True: "matches the published figure", False: "DOES NOT MATCH the published figure",
+              None: "not comparable (the published figure is suppressed)"}
+
+
+class ExplainError(Exception):
+    pass
+
+
+def open_database(db: str | None, data_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """The published warehouse (default), ``work`` (the work database) or a path; always read-only."""
+    if data_dir is None:
+        from rom_pipeline.resources import resolved_paths
+
+        data_dir = resolved_paths()[1]
+    path = Path(db) if db not in (None, "warehouse", "work") else data_dir / (
+        "work.duckdb" if db == "work" else "warehouse.duckdb")
+    if not path.is_file():
+        raise ExplainError(f"{path} does not exist (has the pipeline published? see --db and ROM_DATA_DIR)")
+    key = os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY") if db in (None, "warehouse") else None
+    con = duckdb.connect()
+    options = "READ_ONLY" + (", ENCRYPTION_KEY '" + key.replace("'", "''") + "'" if key else "")
+    try:
+        con.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS source ({options})")
+    except duckdb.IOException as exc:
+        raise ExplainError(f"cannot open {path}: {exc} (a pipeline run may be writing it; "
+                           "read the published warehouse instead)") from None
+    con.execute("USE source")
+    return con
+
+
+def _rows(con, sql: str, params: list | None = None) -> list[dict]:
+    cur = con.execute(sql, params or [])
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+
+def _one(con, sql: str, params: list | None = None) -> dict | None:
+    rows = _rows(con, sql, params)
+    return rows[0] if rows else None
+
+
+def resolve_run(con, run: str | None) -> dict:
+    if run is None:
+        found = _one(con, "SELECT * FROM audit.runs WHERE status = 'published' ORDER BY run_seq DESC LIMIT 1")
+        if found is None:
+            raise ExplainError("no published run in this database")
+        return found
+    found = _rows(con, "SELECT * FROM audit.runs WHERE run_id LIKE ? || '%' ORDER BY run_seq", [run])
+    if not found:
+        raise ExplainError(f"no run {run!r} in audit.runs")
+    if len(found) > 1:
+        raise ExplainError(f"run id prefix {run!r} is ambiguous: {', '.join(r['run_id'] for r in found)}")
+    if found[0]["status"] != "published":
+        raise ExplainError(f"run {found[0]['run_id']} did not publish (status {found[0]['status']}): "
+                           "it has no published figures")
+    return found[0]
+
+
+def _figure_version(con, run_seq: int, table: str, concern: str | None, level: str | None, unit: str | None,
+                    period_type: str | None, period: str | None, figure: str, aggregation: str | None) -> dict | None:
+    return _one(con, """
+        SELECT f.*, r.run_seq AS recorded_run_seq, r.started_at AS recorded_run_started_at
+        FROM audit.published_figures AS f JOIN audit.runs AS r ON r.run_id = f.run_id
+        WHERE r.status = 'published' AND r.run_seq <= ?
+          AND f.table_name = ? AND f.concern_id IS NOT DISTINCT FROM ? AND f.level IS NOT DISTINCT FROM ?
+          AND f.unit_id IS NOT DISTINCT FROM ? AND f.period_type IS NOT DISTINCT FROM ?
+          AND f.period IS NOT DISTINCT FROM ? AND f.figure = ? AND f.aggregation IS NOT DISTINCT FROM ?
+        ORDER BY r.run_seq DESC LIMIT 1""",
+                [run_seq, table, concern, level, unit, period_type, period, figure, aggregation])
+
+
+def _cell_episodes(con, run_seq: int, unit_period_key: str) -> tuple[list[dict], str | None]:
+    rows = _rows(con, """
+        WITH version AS (
+            SELECT max(r.run_seq) AS run_seq FROM audit.figure_episodes AS v JOIN audit.runs AS r USING (run_id)
+            WHERE v.unit_period_key = ? AND r.status = 'published' AND r.run_seq <= ?
+        )
+        SELECT v.*, map_keys(v.contributions) AS counts_in FROM audit.figure_episodes AS v
+        JOIN audit.runs AS r USING (run_id) JOIN version ON version.run_seq = r.run_seq
+        WHERE v.unit_period_key = ? ORDER BY v.episode_id""", [unit_period_key, run_seq, unit_period_key])
+    return rows, (rows[0]["run_id"] if rows else None)
+
+
+def _why_not(episode: dict, indicator: str) -> str:
+    if indicator in ("mean_improvement", "pct_recovered", "pct_improved", "pct_unchanged", "pct_deteriorated"):
+        if not episode["has_complete_scores"]:
+            missing = [name for name, key in (("pre-score", "pre_measurement_id"), ("post-score", "post_measurement_id"))
+                       if episode[key] is None]
+            return "incomplete: no " + " and no ".join(missing) if missing else "incomplete"
+        return "no reliable-change category"
+    if indicator == "mean_satisfaction":
+        return "no CQI post-score"
+    if indicator == "pct_working_end":
+        return "no WORK pre- and post-score"
+    return "not in this indicator's denominator"
+
+
+def _period_of(day: str, period_type: str) -> str | None:
+    try:
+        d = date.fromisoformat(day)
+    except (TypeError, ValueError):
+        return None
+    return {"month": f"{d.year}-{d.month:02d}", "quarter": f"{d.year}-Q{(d.month - 1) // 3 + 1}",
+            "year": str(d.year)}[period_type]
+
+
+def _quarantine_for_unit(con, run_seq: int, deliveries: list[str], level: str, unit: str, period_type: str,
+                         period: str, episodes: list[dict]) -> tuple[list[dict], int]:
+    """Quarantined rows of these deliveries (as logged at the run) that concern the unit and period."""
+    if not deliveries:
+        return [], 0
+    placeholders = ", ".join("?" for _ in deliveries)
+    logged = _rows(con, f"""
+        WITH versions AS (
+            SELECT v.delivery_id, max(r.run_seq) AS run_seq FROM audit.quarantine_log AS v
+            JOIN audit.runs AS r USING (run_id)
+            WHERE v.delivery_id IN ({placeholders}) AND r.status = 'published' AND r.run_seq <= ?
+            GROUP BY v.delivery_id
+        )
+        SELECT v.* FROM audit.quarantine_log AS v JOIN audit.runs AS r USING (run_id)
+        JOIN versions ON versions.delivery_id = v.delivery_id AND versions.run_seq = r.run_seq
+        WHERE v.reason IS NOT NULL
+        ORDER BY v.delivery_id, v.file_name, v.source_row_number, v.reason""", [*deliveries, run_seq])
+    episode_ids = {e["episode_id"] for e in episodes}
+    measurement_ids = {e[k] for e in episodes for k in ("pre_measurement_id", "post_measurement_id",
+                                                           "satisfaction_measurement_id") if e[k]}
+    unit_column = UNIT_COLUMN.get(level)
+    matched, unattributable = [], 0
+    parsed = []
+    for row in logged:
+        try:
+            raw = json.loads(row["raw_row"]) if row["raw_row"] else None
+        except json.JSONDecodeError:
+            raw = None
+        if not isinstance(raw, dict):
+            unattributable += 1
+            continue
+        parsed.append((row, raw))
+    # measurements first: their ids let item responses of a quarantined measurement match too
+    for row, raw in parsed:
+        if row["file_name"].startswith("measurements") and raw.get("episode_id") in episode_ids:
+            measurement_ids.add(raw.get("measurement_id"))
+    for row, raw in parsed:
+        file = row["file_name"].split(".")[0]
+        if file == "measurements":
+            hit = raw.get("episode_id") in episode_ids
+        elif file == "item_responses":
+            hit = raw.get("measurement_id") in measurement_ids
+        elif file == "episodes":
+            in_unit = unit_column is None or raw.get(unit_column) == unit
+            end = _period_of(raw.get("end_date"), period_type)
+            hit = in_unit and (end == period or end is None or raw.get("episode_id") in episode_ids)
+        elif file in ("locations", "therapists"):
+            hit = unit_column is None or raw.get(unit_column) == unit
+        else:
+            hit = False
+        if hit:
+            matched.append({**{k: row[k] for k in ("delivery_id", "file_name", "source_row_number", "stage",
+                                                   "reason", "column_name", "detail")}, "raw_row": raw})
+    return matched, unattributable
+
+
+def _parameters(run: dict, indicator: str) -> dict:
+    doc = json.loads(run["parameters_json"])
+    tree = doc.get("parameters", {})
+    out = {}
+    for section, names in RELEVANT_PARAMETERS.items():
+        for name in names:
+            entry = tree.get(section, {}).get(name)
+            if entry is not None:
+                out[name] = entry.get("value") if isinstance(entry, dict) else entry
+    target = tree.get("indicators", {}).get("targets", {}).get(indicator)
+    if target:
+        out["target"] = f"{target['comparator']} {target['value']}"
+    if indicator in ("pct_recovered", "pct_improved", "pct_unchanged", "pct_deteriorated"):
+        primary = tree.get("outcomes", {}).get("primary_instrument", "SCL90")
+        rc = tree.get("reliable_change", {})
+        constants = rc.get("instruments", {}).get(primary, {})
+        out["reliable_change"] = {"z_critical": rc.get("z_critical", {}).get("value"),
+                                  **{k: constants.get(k) for k in ("s_pre", "r_xx", "cutoff")}}
+    return out
+
+
+def explain(con, *, table: str, concern: str | None, level: str | None, unit: str | None,
+            period_type: str | None, period: str | None, indicator: str, aggregation: str | None = None,
+            run: str | None = None) -> dict:
+    """Everything an auditor needs about one published figure, as a dict (see the module doc)."""
+    if table == "marts.indicators" and aggregation is None:
+        aggregation = "episodes"
+    if level == "all":
+        concern, unit = None, unit or "all"
+    the_run = resolve_run(con, run)
+    seq = the_run["run_seq"]
+    version = _figure_version(con, seq, table, concern, level, unit, period_type, period, indicator, aggregation)
+    if version is None or version["change"] == "removed":
+        raise ExplainError(f"{table} has no figure {indicator} ({aggregation}) for concern {concern}, {level} "
+                           f"{unit}, {period_type} {period} in run {the_run['run_id']} (run {seq})")
+    recorded_by = _one(con, "SELECT run_id, run_seq, code_version, started_at FROM audit.runs WHERE run_id = ?",
+                       [version["run_id"]])
+    out: dict = {
+        "figure": {"table": table, "concern_id": concern, "level": level, "unit_id": unit,
+                   "period_type": period_type, "period": period, "indicator": indicator,
+                   "aggregation": aggregation},
+        "run": {k: the_run[k] for k in ("run_id", "run_seq", "status", "trigger", "started_at", "finished_at",
+                                        "code_version", "git_commit", "source_sha256", "parameters_sha256")},
+        "value": version["value"], "n": version["n"], "suppressed": version["suppressed"],
+        "published_row": json.loads(version["figure_json"]) if version["figure_json"] else None,
+        "value_recorded_by_run": {**recorded_by, "change": version["change"]},
+        "formula": FORMULAS.get(indicator, "see docs/benchmark-rules.md"),
+        "aggregation_rule": AGGREGATIONS.get(aggregation or "", aggregation),
+        "parameters": _parameters(the_run, indicator),
+        "parameters_sha256": the_run["parameters_sha256"],
+    }
+    if table != "marts.indicators" or level not in ("therapist", "location", "concern"):
+        out["note"] = ("episode provenance is recorded for marts.indicators at therapist, location and concern "
+                       "level; explain those figures to follow this one to its episodes")
+        if table == "marts.indicators" and level == "all":
+            out["parts"] = _rows(con, """
+                SELECT DISTINCT ON (f.concern_id) f.concern_id, f.value, f.n, f.suppressed
+                FROM audit.published_figures AS f JOIN audit.runs AS r USING (run_id)
+                WHERE r.status = 'published' AND r.run_seq <= ? AND f.table_name = 'marts.indicators'
+                  AND f.level = 'concern' AND f.period_type = ? AND f.period = ? AND f.figure = ?
+                  AND f.aggregation = ?
+                ORDER BY f.concern_id, r.run_seq DESC""", [seq, period_type, period, indicator, aggregation])
+            out["parts"] = [p for p in out["parts"] if p["value"] is not None or p["n"] is not None]
+        return out
+    key = "|".join([concern, level, unit, period_type, period])
+    episodes, cell_run = _cell_episodes(con, seq, key)
+    contributing = [e for e in episodes if indicator in (e["counts_in"] or [])]
+    for e in episodes:
+        e["counts"] = indicator in (e["counts_in"] or [])
+        e["contribution"] = (e["contributions"] or {}).get(indicator) if e["counts"] else None
+        e["left_out_because"] = None if e["counts"] else _why_not(e, indicator)
+    xs = [e["contribution"] for e in contributing]
+    out["episodes_recorded_by_run"] = cell_run
+    out["episodes"] = [{k: e[k] for k in (
+        "episode_id", "delivery_id", "location_id", "therapist_id", "end_date", "end_reason", "pre_measurement_id",
+        "pre_score", "post_measurement_id", "post_score", "has_complete_scores", "pct_improvement",
+        "improvement_rule", "reliable_change", "satisfaction_measurement_id", "satisfaction_post",
+        "counts", "contribution", "left_out_because")} for e in episodes]
+    if aggregation == "mean_of_locations":
+        locations = _rows(con, """
+            SELECT DISTINCT ON (f.unit_id) f.unit_id AS location_id, f.value, f.n, f.suppressed
+            FROM audit.published_figures AS f JOIN audit.runs AS r USING (run_id)
+            WHERE r.status = 'published' AND r.run_seq <= ? AND f.table_name = 'marts.indicators'
+              AND f.concern_id = ? AND f.level = 'location' AND f.period_type = ? AND f.period = ?
+              AND f.figure = ? AND f.aggregation = 'episodes'
+            ORDER BY f.unit_id, r.run_seq DESC""", [seq, concern, period_type, period, indicator])
+        locations = [loc for loc in locations if loc["n"] or loc["value"] is not None]
+        by_location: dict[str, list[float]] = {}
+        for e in contributing:
+            by_location.setdefault(e["location_id"], []).append(e["contribution"])
+        means = [sum(v) / len(v) for v in by_location.values() if v]
+        out["locations"] = locations
+        out["reproduced"] = {"n": len(xs), "value": sum(means) / len(means) if means else None,
+                             "n_locations": len(means)}
+    else:
+        value = (float(len(xs)) if indicator == "n_closed" else (sum(xs) / len(xs) if xs else None))
+        out["reproduced"] = {"n": len(xs), "value": value}
+    published_value = version["value"]
+    rv = out["reproduced"]["value"]
+    if version["suppressed"] or version["n"] is None:
+        # blanked in the published warehouse (small numbers): nothing to compare, nothing to show
+        out["reproduced"]["matches"] = None
+        out["reproduced"]["value"] = None
+    else:
+        out["reproduced"]["matches"] = (
+            out["reproduced"]["n"] == version["n"]
+            and ((published_value is None and rv is None) or (
+                published_value is not None and rv is not None
+                and abs(published_value - rv) <= 1e-9 * max(1.0, abs(published_value)))))
+    deliveries = sorted({e["delivery_id"] for e in episodes if e["delivery_id"]})
+    if not deliveries:  # no episodes: the unit's concern's current delivery at that run
+        deliveries = [r["delivery_id"] for r in _rows(con, "SELECT DISTINCT delivery_id FROM audit.run_inputs "
+                                                            "WHERE run_id = ? AND concern_id = ?",
+                                                      [the_run["run_id"], concern])]
+    placeholders = ", ".join("?" for _ in deliveries) or "NULL"
+    out["deliveries"] = _rows(con, f"""
+        SELECT delivery_id, export_id, exported_at, manifest_sha256, file_name, sha256, rows_read
+        FROM audit.run_inputs WHERE run_id = ? AND delivery_id IN ({placeholders})
+        ORDER BY delivery_id, file_name""", [the_run["run_id"], *deliveries])
+    quarantined, unattributable = _quarantine_for_unit(con, seq, deliveries, level, unit, period_type, period,
+                                                       episodes)
+    out["quarantined_rows"] = quarantined
+    out["quarantined_unattributable_rows"] = unattributable
+    return out
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 1e6 else f"{value:.6g}"
+    return str(value)
+
+
+def _grouped(rows: list[dict]) -> list[list[dict]]:
+    """Item-response rows of one measurement with the same reason, as one group (for reading)."""
+    groups: list[list[dict]] = []
+    for row in rows:
+        last = groups[-1][-1] if groups else None
+        if (last is not None and row["file_name"].startswith("item_responses") and last["file_name"] == row["file_name"]
+                and last["delivery_id"] == row["delivery_id"] and last["reason"] == row["reason"]
+                and last["raw_row"].get("measurement_id") == row["raw_row"].get("measurement_id")):
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
+def render_text(doc: dict) -> str:
+    f, run = doc["figure"], doc["run"]
+    lines = [
+        f"Figure   {f['table']}: {f['indicator']} ({f['aggregation'] or '-'}) for {f['level']} {f['unit_id']}"
+        f"{' of concern ' + f['concern_id'] if f['concern_id'] and f['level'] != 'concern' else ''}, "
+        f"{f['period_type']} {f['period']}",
+        f"Run      {run['run_id']} (run {run['run_seq']}, {run['trigger']}, published {run['finished_at']})",
+        f"Code     {run['code_version']} (source sha256 {str(run['source_sha256'])[:12]}...)",
+        "",
+        f"Value    {'suppressed (fewer than min_n episodes)' if doc['suppressed'] else _fmt(doc['value'])}"
+        f"    n = {_fmt(doc['n'])}",
+    ]
+    row = doc.get("published_row") or {}
+    if row.get("ci_low") is not None:
+        lines.append(f"95% CI   {_fmt(row.get('ci_low'))} .. {_fmt(row.get('ci_high'))}"
+                     f"    target {_fmt(row.get('target'))}, met: {_fmt(row.get('target_met'))}")
+    rec = doc["value_recorded_by_run"]
+    if rec["run_id"] != run["run_id"]:
+        lines.append(f"         unchanged since run {rec['run_seq']} ({rec['run_id']}, code {rec['code_version']})")
+    lines += ["", f"Formula  {doc['formula']}", f"         aggregation: {doc['aggregation_rule']}",
+              "Parameters (as this run used them; sha256 " + str(doc["parameters_sha256"])[:12] + "...):"]
+    for name, value in doc["parameters"].items():
+        lines.append(f"  {name} = {json.dumps(value)}")
+    if "note" in doc:
+        lines += ["", doc["note"]]
+        for part in doc.get("parts", []):
+            lines.append(f"  concern {part['concern_id']}: value {_fmt(part['value'])}, n {_fmt(part['n'])}")
+        return "\n".join(lines)
+    if "locations" in doc:
+        lines += ["", "Locations (their values are averaged):"]
+        for loc in doc["locations"]:
+            lines.append(f"  {loc['location_id']}: value {_fmt(loc['value'])}, n {_fmt(loc['n'])}")
+    episodes = doc["episodes"]
+    counted = [e for e in episodes if e["counts"]]
+    lines += ["", f"Episodes closed in the period: {len(episodes)}; counted in {f['indicator']}: {len(counted)}"
+                  f" (recorded by run {doc['episodes_recorded_by_run']})",
+              "  episode     delivery             pre (id: score)        post (id: score)       % impr.  rule"
+              "                    change        counts"]
+    for e in episodes:
+        lines.append(
+            f"  {e['episode_id']:<11} {str(e['delivery_id']):<20} "
+            f"{str(e['pre_measurement_id']) + ': ' + _fmt(e['pre_score']):<22} "
+            f"{str(e['post_measurement_id']) + ': ' + _fmt(e['post_score']):<22} "
+            f"{_fmt(e['pct_improvement']):>7}  {str(e['improvement_rule'] or '-'):<23} "
+            f"{str(e['reliable_change'] or '-'):<13} "
+            + (f"yes ({_fmt(e['contribution'])})" if e["counts"] else f"no: {e['left_out_because']}"))
+    rep = doc["reproduced"]
+    lines += ["", f"Reproduced from these episodes: n = {rep['n']}, value = "
+                  f"{'(suppressed)' if doc['suppressed'] else _fmt(rep['value'])}"
+                  f" -> {MATCH_TEXT[rep['matches']]}"]
+    lines += ["", "Source deliveries and file checksums:"]
+    for d in doc["deliveries"]:
+        lines.append(f"  {d['delivery_id']}  {d['file_name']:<22} sha256 {d['sha256']}  rows {d['rows_read']}"
+                     f"  (manifest {str(d['manifest_sha256'])[:12]}..., exported {d['exported_at']})")
+    lines += ["", f"Quarantined rows of this unit and period, left out: {len(doc['quarantined_rows'])}"]
+    for group in _grouped(doc["quarantined_rows"]):
+        q = group[0]
+        if len(group) == 1:
+            lines.append(f"  {q['delivery_id']} {q['file_name']} row {q['source_row_number']}: {q['reason']}"
+                         f" ({q['column_name'] or '-'}: {q['detail'] or '-'}) {json.dumps(q['raw_row'])}")
+        else:  # the item responses of one measurement, typically
+            lines.append(f"  {q['delivery_id']} {q['file_name']} rows {q['source_row_number']}.."
+                         f"{group[-1]['source_row_number']} ({len(group)} rows of measurement "
+                         f"{q['raw_row'].get('measurement_id')}): {q['reason']} ({q['column_name'] or '-'}: "
+                         f"{q['detail'] or '-'})")
+    if doc["quarantined_unattributable_rows"]:
+        lines.append(f"  plus {doc['quarantined_unattributable_rows']} unreadable row(s) of these deliveries that "
+                     "cannot be attributed to a unit")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--table", default="marts.indicators", help="published table (default marts.indicators)")
+    parser.add_argument("--concern", help="concern id (omit for level all)")
+    parser.add_argument("--level", choices=["therapist", "location", "concern", "all"], default="concern")
+    parser.add_argument("--unit", help="therapist, location or concern id (default: the concern)")
+    parser.add_argument("--period-type", choices=["month", "quarter", "year"], default="year")
+    parser.add_argument("--period", required=True, help="e.g. 2025-07, 2025-Q3, 2025")
+    parser.add_argument("--indicator", required=True, help="indicator (or ratio / benchmark indicator id)")
+    parser.add_argument("--aggregation", help="episodes (default for indicators) or mean_of_locations; the peer "
+                                              "group for benchmarks")
+    parser.add_argument("--run", help="run id (or a unique prefix); default: the latest published run")
+    parser.add_argument("--format", choices=["text", "json"], default="text")
+    parser.add_argument("--db", default="warehouse",
+                        help="warehouse (default: the published file), work (the pipeline's work database) or a path")
+    parser.add_argument("--data-dir", help="default: $ROM_DATA_DIR or ./data")
+
+
+def run(args: argparse.Namespace) -> int:
+    unit = args.unit or (args.concern if args.level == "concern" else None)
+    try:
+        con = open_database(args.db, Path(args.data_dir) if args.data_dir else None)
+        try:
+            doc = explain(con, table=args.table, concern=args.concern, level=args.level, unit=unit,
+                          period_type=args.period_type, period=args.period, indicator=args.indicator,
+                          aggregation=args.aggregation, run=args.run)
+        finally:
+            con.close()
+    except ExplainError as exc:
+        print(f"rom-pipeline explain: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        print(render_text(doc))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("explain", help="how one published figure was derived (for an auditor)",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(func=run)

@@ -1,0 +1,96 @@
+"""`rom-pipeline explain`: a figure of night 1, changed in night 2, is explained correctly for both."""
+import hashlib
+import json
+
+import pytest
+from nights import NIGHT1_L1, NIGHT1_L1_MEAN, NIGHT2_L1, NIGHT2_L1_MEAN, two_nights  # noqa: F401
+
+from rom_pipeline.cli import main
+from rom_pipeline.explain import ExplainError, explain, open_database
+
+FIGURE = dict(table="marts.indicators", concern="C001", level="location", unit="L1", period_type="year",
+              period="2025", indicator="mean_improvement")
+
+
+def _explain(two_nights, db="warehouse", **overrides) -> dict:
+    con = open_database(db, two_nights.pipeline.data_dir)
+    try:
+        return explain(con, **{**FIGURE, **overrides})
+    finally:
+        con.close()
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_latest_figure_is_explained_by_its_episodes(two_nights):
+    doc = _explain(two_nights)
+    assert doc["run"]["run_id"] == two_nights.run_ids[1]
+    assert doc["value"] == pytest.approx(NIGHT2_L1_MEAN) and doc["n"] == 5
+    counted = {e["episode_id"]: e for e in doc["episodes"] if e["counts"]}
+    assert set(counted) == set(NIGHT2_L1)
+    for episode_id, expected in NIGHT2_L1.items():
+        assert counted[episode_id]["pct_improvement"] == pytest.approx(expected)
+        assert counted[episode_id]["contribution"] == pytest.approx(expected)
+    # the contributing episodes give the figure back
+    assert sum(e["contribution"] for e in counted.values()) / len(counted) == pytest.approx(doc["value"], rel=1e-12)
+    assert doc["reproduced"] == {"n": 5, "value": pytest.approx(NIGHT2_L1_MEAN), "matches": True}
+    assert counted["E2"]["pre_measurement_id"] == "M3" and counted["E2"]["post_score"] == 130
+    assert counted["E3"]["improvement_rule"] == "formula"
+    assert doc["parameters"]["norm_score"] == 118 and doc["parameters"]["min_n"] == 1
+    assert "pct_improvement" in doc["formula"] and doc["run"]["code_version"]
+    files = {d["file_name"]: d for d in doc["deliveries"]}
+    assert {d["delivery_id"] for d in doc["deliveries"]} == {"C001/2025-07-31"}
+    assert files["episodes.csv"]["sha256"] == _sha(two_nights.pipeline.export_dir / "C001/2025-07-31/episodes.csv")
+    assert doc["quarantined_rows"] == []  # night 2's delivery is clean
+
+
+def test_night_1_figure_is_explained_as_published_then_after_night_2_changed_it(two_nights):
+    doc = _explain(two_nights, run=two_nights.run_ids[0][:8])  # a run-id prefix, as Dagster shows it
+    assert doc["run"]["run_id"] == two_nights.run_ids[0]
+    assert doc["value"] == pytest.approx(NIGHT1_L1_MEAN) and doc["n"] == 3
+    counted = [e for e in doc["episodes"] if e["counts"]]
+    assert {e["episode_id"] for e in counted} == set(NIGHT1_L1)
+    assert sum(e["contribution"] for e in counted) / len(counted) == pytest.approx(doc["value"], rel=1e-12)
+    assert doc["reproduced"]["matches"] is True
+    e4 = next(e for e in doc["episodes"] if e["episode_id"] == "E4")
+    assert not e4["counts"] and e4["left_out_because"] == "incomplete: no post-score"
+    assert e4["pre_measurement_id"] == "M7" and e4["post_measurement_id"] is None
+    # it came from night 1's delivery, which night 2 superseded
+    assert {d["delivery_id"] for d in doc["deliveries"]} == {"C001/2025-06-30"}
+    night1_files = two_nights.night1_dir / "exports" / "C001" / "2025-06-30"
+    for d in doc["deliveries"]:
+        assert d["sha256"] == _sha(night1_files / d["file_name"])
+    # E4's post-score was quarantined: left out, and why
+    assert [(q["file_name"], q["source_row_number"], q["reason"], q["raw_row"]["measurement_id"])
+            for q in doc["quarantined_rows"]] == [("measurements.csv", 8, "out_of_range", "M8")]
+
+
+def test_other_aggregations_levels_and_the_work_database(two_nights):
+    by_locations = _explain(two_nights, level="concern", unit="C001", aggregation="mean_of_locations")
+    assert by_locations["reproduced"]["matches"] is True
+    assert by_locations["value"] == pytest.approx(
+        sum(loc["value"] for loc in by_locations["locations"]) / len(by_locations["locations"]))
+    everyone = _explain(two_nights, level="all", concern=None, unit="all", indicator="n_closed")
+    assert everyone["value"] == 9 and {p["concern_id"] for p in everyone["parts"]} == {"C001", "C002"}
+    # therapist level is only in the work database (the shared warehouse leaves it out)
+    with pytest.raises(ExplainError, match="has no figure"):
+        _explain(two_nights, level="therapist", unit="T1")
+    therapist = _explain(two_nights, db="work", level="therapist", unit="T1")
+    assert therapist["value"] == pytest.approx(NIGHT2_L1_MEAN) and therapist["reproduced"]["matches"] is True
+
+
+def test_cli_prints_text_and_json(two_nights, capsys):
+    args = ["explain", "--data-dir", str(two_nights.pipeline.data_dir), "--concern", "C001", "--level", "location",
+            "--unit", "L1", "--period-type", "year", "--period", "2025", "--indicator", "mean_improvement",
+            "--aggregation", "episodes"]
+    assert main([*args, "--run", two_nights.run_ids[0]]) == 0
+    text = capsys.readouterr().out
+    assert two_nights.run_ids[0] in text and "matches the published figure" in text
+    assert "M8" in text and "out_of_range" in text and "C001/2025-06-30" in text
+    assert main([*args, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["n"] == 5 and doc["value"] == pytest.approx(NIGHT2_L1_MEAN)
+    assert main([*args[:-4], "--indicator", "no_such_indicator"]) == 2
+    assert "has no figure" in capsys.readouterr().err

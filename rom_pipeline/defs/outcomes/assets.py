@@ -59,6 +59,8 @@ INSTRUMENT_OUTCOMES_LINEAGE = dg.TableColumnLineage(deps_by_column={
 })
 
 EPISODE_OUTCOMES_LINEAGE = dg.TableColumnLineage(deps_by_column={
+    "concern_id": _from(_EPISODES, "concern_id"),
+    "episode_id": _from(_EPISODES, "episode_id"),
     "location_id": _from(_EPISODES, "location_id"),
     "therapist_id": _from(_EPISODES, "therapist_id"),
     "start_date": _from(_EPISODES, "start_date"),
@@ -72,6 +74,32 @@ EPISODE_OUTCOMES_LINEAGE = dg.TableColumnLineage(deps_by_column={
     "pct_improvement": _from(_INSTRUMENT_OUTCOMES, "pre_score", "post_score"),
     "improvement_rule": _from(_INSTRUMENT_OUTCOMES, "pre_score", "post_score"),
     "reliable_change": _from(_INSTRUMENT_OUTCOMES, "reliable_change"),
+})
+
+_EPISODE_OUTCOMES = _key(EPISODE_OUTCOMES_MODEL)
+_AGGREGATES = _key(INDICATOR_AGGREGATES_MODEL)
+# What each indicator is computed from (design s2), per episode of marts.episode_outcomes.
+_INDICATOR_INPUTS = _from(_EPISODE_OUTCOMES, "is_closed", "has_complete_scores", "pct_improvement",
+                          "reliable_change", "end_reason", "satisfaction_post", "working_at_start", "working_at_end")
+_UNIT_INPUTS = _from(_EPISODE_OUTCOMES, "concern_id", "location_id", "therapist_id")
+
+INDICATOR_AGGREGATES_LINEAGE = dg.TableColumnLineage(deps_by_column={
+    "concern_id": _from(_EPISODE_OUTCOMES, "concern_id"),
+    "unit_id": _UNIT_INPUTS,
+    "period": _from(_EPISODE_OUTCOMES, "end_date"),
+    "category": _from(_EPISODE_OUTCOMES, "diagnosis_group", "referrer", "care_type", "therapist_experience",
+                      "baseline_severity_band"),
+    "value": _INDICATOR_INPUTS,
+    "n": _INDICATOR_INPUTS,
+    "ci_low": _INDICATOR_INPUTS,
+    "ci_high": _INDICATOR_INPUTS,
+})
+
+INDICATORS_LINEAGE = dg.TableColumnLineage(deps_by_column={
+    **{col: _from(_AGGREGATES, col) for col in ("concern_id", "level", "unit_id", "period_type", "period",
+                                                "indicator", "aggregation", "value", "n", "ci_low", "ci_high")},
+    "target_met": _from(_AGGREGATES, "value", "indicator"),  # against config.indicator_targets
+    "suppressed": _from(_AGGREGATES, "n"),                    # against the min_n parameter
 })
 
 instrument_outcomes = sql_model_asset(
@@ -96,12 +124,14 @@ indicator_aggregates = sql_model_asset(
     description="Every indicator per unit, period and case-mix category, per aggregation, with n and "
                 "95% confidence interval: the one place the indicator statistics are computed "
                 "(working table of marts.indicators and marts.indicator_breakdowns, not published).",
+    column_lineage=INDICATOR_AGGREGATES_LINEAGE,
 )
 indicators = sql_model_asset(
     INDICATORS_MODEL,
     deps=[_key(INDICATOR_AGGREGATES_MODEL)],
     description="Published indicators per therapist, location, concern and all concerns, per month, "
                 "quarter and year: value, n, CI, target met, suppressed.",
+    column_lineage=INDICATORS_LINEAGE,
 )
 indicator_breakdowns = sql_model_asset(
     INDICATOR_BREAKDOWNS_MODEL,

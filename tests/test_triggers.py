@@ -145,3 +145,22 @@ def test_a_second_writer_process_fails_clearly_while_one_holds_the_work_database
         holder.wait(timeout=30)
     with workspace.connect() as con:  # released: the next writer gets in
         assert con.execute("SELECT x FROM held").fetchone() == (1,)
+
+
+def test_the_documented_dagster_yaml_limits_the_writer_pool_to_one_run(tmp_path):
+    """docs/operations.md's dagster.yaml is valid for the installed Dagster (all but PostgreSQL storage)."""
+    import re
+
+    import yaml
+
+    from rom_pipeline.paths import PROJECT_DIR
+
+    doc = (PROJECT_DIR / "docs" / "operations.md").read_text()
+    config = yaml.safe_load(re.search(r"<!-- dagster.yaml.*?-->\n```yaml\n(.*?)```", doc, re.S).group(1))
+    assert "postgres" in config.pop("storage")  # needs dagster-postgres and a server: not checked here
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(config))
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        concurrency = instance.get_concurrency_config()
+    assert concurrency.pool_config.pool_granularity.value == "run"
+    assert concurrency.pool_config.default_pool_limit == 1
+    assert {"key": "rom/writer", "limit": 1} in concurrency.run_queue_config.tag_concurrency_limits

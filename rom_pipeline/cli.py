@@ -11,6 +11,10 @@ from pathlib import Path
 def _run(args: argparse.Namespace) -> int:
     if args.demo:
         os.environ["ROM_DEMO"] = "1"
+        if not os.environ.get("ROM_PSEUDONYM_KEY"):
+            print("!" * 78 + "\n! DEMO MODE: client ids are pseudonymised with the PUBLIC demo key.\n"
+                  "! Use it only on synthetic data. For real deliveries set ROM_PSEUDONYM_KEY.\n" + "!" * 78,
+                  flush=True)
     if args.export_dir:
         os.environ["ROM_EXPORT_DIR"] = str(Path(args.export_dir).resolve())
     if args.data_dir:

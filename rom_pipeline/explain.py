@@ -130,7 +130,8 @@ def _cell_episodes(con, run_seq: int, unit_period_key: str) -> tuple[list[dict],
         )
         SELECT v.*, map_keys(v.contributions) AS counts_in FROM audit.figure_episodes AS v
         JOIN audit.runs AS r USING (run_id) JOIN version ON version.run_seq = r.run_seq
-        WHERE v.unit_period_key = ? ORDER BY v.episode_id""", [unit_period_key, run_seq, unit_period_key])
+        WHERE v.unit_period_key = ? AND v.episode_id IS NOT NULL  -- not the marker of a unit without episodes
+        ORDER BY v.episode_id""", [unit_period_key, run_seq, unit_period_key])
     return rows, (rows[0]["run_id"] if rows else None)
 
 

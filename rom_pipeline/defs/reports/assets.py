@@ -1,0 +1,78 @@
+"""Reports: the benchmark report per concern and year, the quality report per location, and the
+per-location manager packages, built from the published warehouse (and, for therapist pages only,
+the work database) into ``$ROM_DATA_DIR/reports``. The body is thin: the rendering is
+:mod:`rom_pipeline.reports`; what is produced and who may see it is docs/reports.md.
+"""
+
+import hashlib
+import os
+
+import dagster as dg
+
+from rom_pipeline.defs.sql_asset import DUCKDB_POOL, OWNERS
+from rom_pipeline.paths import PACKAGE_DIR
+from rom_pipeline.reports import build_reports
+from rom_pipeline.resources import Workspace
+
+REPORTS_PACKAGE = PACKAGE_DIR / "reports"
+PDF_ENV = "ROM_REPORTS_PDF"  # "0" / "false" / "no" switch the PDFs off (e.g. in test runs)
+
+
+def _code_version() -> str:
+    """Hash of the rendering code and templates: a change to either re-renders."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in REPORTS_PACKAGE.rglob("*") if p.is_file() and p.suffix in {".py", ".html", ".css"}):
+        digest.update(path.relative_to(REPORTS_PACKAGE).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+class ReportsConfig(dg.Config):
+    pdf: bool = True  # also print each concern report to PDF when a Chromium binary is found
+
+
+def _pdf_wanted(config: ReportsConfig) -> bool:
+    return config.pdf and os.environ.get(PDF_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+@dg.asset(
+    key=dg.AssetKey(["reports", "benchmark_reports"]),
+    group_name="reports",
+    deps=[dg.AssetKey(["publish", "warehouse"])],
+    description="$ROM_DATA_DIR/reports: shared/ (benchmark report per concern and year as in seed 001, HTML and "
+                "PDF; quality report per location; an index), read from the published warehouse only; "
+                "managers/<concern>-<location>/ (the location report plus one page per therapist of that "
+                "location, from the work database), one package per location manager. Swapped in whole.",
+    owners=OWNERS,
+    kinds={"html", "pdf"},
+    code_version=_code_version(),
+    metadata={"module": dg.MetadataValue.path("rom_pipeline/reports"),
+              "docs": dg.MetadataValue.path("docs/reports.md")},
+    pool=DUCKDB_POOL,  # reads work.duckdb: never beside a writer (docs/operations.md)
+)
+def benchmark_reports(context: dg.AssetExecutionContext, config: ReportsConfig,
+                      workspace: Workspace) -> dg.MaterializeResult:
+    encryption_key = os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY") or None
+    if encryption_key:
+        context.log.warning("the warehouse is encrypted at rest; the reports are plain HTML: keep "
+                            f"{workspace.data_path / 'reports'} on storage with the same protection")
+    result = build_reports(workspace.warehouse_path, workspace.work_db_path, workspace.data_path,
+                           pdf=_pdf_wanted(config), encryption_key=encryption_key, log=context.log.info)
+    # Counts and paths only: no therapist id (file names of therapist pages) in Dagster's metadata.
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(result.root)),
+        "index": dg.MetadataValue.path(str(result.root / "shared" / "index.html")),
+        "files": result.total_files,
+        "shared_files": len(result.shared_files),
+        "concern_reports": result.concern_reports,
+        "location_reports": result.location_reports,
+        "manager_packages": len(result.manager_packages),
+        "manager_files": result.manager_files,
+        "pdf_files": result.pdf_files,
+        "pdf": result.pdf_note,
+        "shared_paths": dg.MetadataValue.json(sorted(result.shared_files)),
+        "manager_package_paths": dg.MetadataValue.json(sorted(result.manager_packages)),
+    })
+
+
+ASSETS = [benchmark_reports]

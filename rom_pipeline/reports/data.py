@@ -1,0 +1,264 @@
+"""What the reports read, and from where.
+
+Two sources, kept apart on purpose (docs/reports.md, architecture.md "Privacy"):
+
+- :class:`SharedSource`: the PUBLISHED warehouse, opened read-only. Everything in
+  ``reports/shared`` comes from here. Its queries never select therapist-level rows
+  (``level = 'therapist'``), even if a deployment were to publish them.
+- :class:`ManagerSource`: the work database, opened read-only, for the per-location
+  manager packages only: therapist-level indicators and benchmark rows, which are
+  not in the shared warehouse. It also gives the shared side one thing that is not a
+  figure: how many therapists stand behind each trainee / experienced category of the
+  case-mix breakdown, so that a category of one therapist (which would be that
+  therapist's result) is suppressed in the shared location report.
+
+Plain selections only: the rules that made the figures live in ``sql/marts``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+REQUIRED_SHARED_TABLES = [
+    "staging.annual_reports", "staging.locations", "marts.financial_ratios", "marts.concern_benchmark",
+    "marts.concern_summary", "marts.concern_size_groups", "marts.indicators", "marts.indicator_breakdowns",
+    "marts.internal_benchmark", "config.parameters", "config.indicator_targets", "audit.deliveries",
+]
+REQUIRED_WORK_TABLES = ["staging.therapists", "marts.internal_benchmark", "marts.indicators",
+                        "marts.episode_outcomes"]
+
+
+class MissingTables(RuntimeError):
+    pass
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def open_read_only(path: Path, encryption_key: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to a DuckDB file (attached, so an encrypted warehouse opens too)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path} does not exist: publish the warehouse first")
+    con = duckdb.connect()
+    options = "READ_ONLY" + (f", ENCRYPTION_KEY {_sql_text(encryption_key)}" if encryption_key else "")
+    con.execute(f"ATTACH {_sql_text(str(path))} AS src ({options})")
+    con.execute("USE src")
+    return con
+
+
+def _rows(con, sql: str, params: list | None = None) -> list[dict[str, Any]]:
+    cur = con.cursor()  # a cursor starts in the default catalog: point it at the attached file again
+    try:
+        cur.execute("USE src")
+        result = cur.execute(sql, params or [])
+        names = [d[0] for d in result.description]
+        return [dict(zip(names, row)) for row in result.fetchall()]
+    finally:
+        cur.close()
+
+
+def _check_tables(con, tables: list[str], where: str) -> None:
+    present = {f"{s}.{t}" for s, t in con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'src'").fetchall()}
+    missing = [t for t in tables if t not in present]
+    if missing:
+        raise MissingTables(f"{where} lacks {', '.join(missing)}: the reports need them "
+                            "(for the warehouse: list them in schemas/warehouse.yaml)")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str | None
+    run_seq: int | None
+    finished_at: dt.datetime | None
+
+
+class SharedSource:
+    """The published warehouse (read-only). Shared reports read nothing else."""
+
+    def __init__(self, path: Path, encryption_key: str | None = None):
+        self.path = Path(path)
+        self.con = open_read_only(self.path, encryption_key)
+        _check_tables(self.con, REQUIRED_SHARED_TABLES, f"the warehouse {self.path}")
+
+    def close(self) -> None:
+        self.con.close()
+
+    # --- run, parameters --------------------------------------------------------------------------
+    def run_info(self) -> RunInfo:
+        try:
+            rows = _rows(self.con, "SELECT run_id, run_seq, finished_at FROM audit.runs "
+                                   "WHERE status = 'published' ORDER BY run_seq DESC LIMIT 1")
+        except duckdb.CatalogException:
+            rows = []
+        if not rows:
+            return RunInfo(None, None, None)
+        return RunInfo(rows[0]["run_id"], rows[0]["run_seq"], rows[0]["finished_at"])
+
+    def parameters(self) -> dict[str, str]:
+        return {r["name"]: r["value"] for r in _rows(self.con, "SELECT name, value FROM config.parameters")}
+
+    def targets(self) -> dict[str, dict]:
+        return {r["indicator"]: r for r in _rows(
+            self.con, "SELECT indicator, comparator, target FROM config.indicator_targets")}
+
+    # --- concern reports ----------------------------------------------------------------------------
+    def concern_years(self) -> list[tuple[str, int]]:
+        """Every concern and year known to the benchmark: an annual report or a benchmark row."""
+        return [(r["concern_id"], r["year"]) for r in _rows(self.con, """
+            SELECT concern_id, year FROM staging.annual_reports WHERE concern_id IS NOT NULL AND year IS NOT NULL
+            UNION
+            SELECT concern_id, year FROM marts.concern_summary
+            ORDER BY concern_id, year""")]
+
+    def concern_names(self) -> dict[str, str]:
+        names = {r["concern_id"]: r["concern_name"] for r in _rows(self.con, """
+            SELECT concern_id, concern_name FROM audit.deliveries
+            WHERE status = 'current' AND concern_id IS NOT NULL AND concern_name IS NOT NULL""")}
+        # The annual report's name (latest year) wins: it is the legal name the seed prints.
+        names.update({r["concern_id"]: r["concern_name"] for r in _rows(self.con, """
+            SELECT concern_id, arg_max(concern_name, year) AS concern_name FROM staging.annual_reports
+            WHERE concern_name IS NOT NULL GROUP BY concern_id""")})
+        return names
+
+    def annual_reports(self, concern_id: str) -> dict[int, dict]:
+        return {r["year"]: r for r in _rows(
+            self.con, "SELECT * FROM staging.annual_reports WHERE concern_id = ? ORDER BY year", [concern_id])}
+
+    def size_groups(self, concern_id: str) -> dict[int, dict]:
+        return {r["year"]: r for r in _rows(self.con, """
+            SELECT year, size_group, size_group_min_eur, size_group_max_eur FROM marts.concern_size_groups
+            WHERE concern_id = ?""", [concern_id])}
+
+    def financial_ratios(self, concern_id: str) -> dict[tuple[int, str], dict]:
+        return {(r["year"], r["ratio"]): r for r in _rows(self.con, """
+            SELECT year, ratio, value, z, unit, peer_mean, n_peers FROM marts.financial_ratios
+            WHERE concern_id = ?""", [concern_id])}
+
+    def ratio_peer_means(self, year: int) -> dict[str, float]:
+        return {r["ratio"]: r["peer_mean"] for r in _rows(self.con, """
+            SELECT ratio, any_value(peer_mean) AS peer_mean FROM marts.financial_ratios
+            WHERE year = ? GROUP BY ratio""", [year])}
+
+    def concern_summary(self, concern_id: str) -> dict[tuple[int, str, str], dict]:
+        return {(r["year"], r["peer_group"], r["cluster"]): r for r in _rows(self.con, """
+            SELECT year, peer_group, cluster, summary_z, n_indicators FROM marts.concern_summary
+            WHERE concern_id = ?""", [concern_id])}
+
+    def benchmark_indicators(self, year: int) -> list[dict]:
+        """Every indicator measured in ``year`` (any concern), with the mean over all concerns."""
+        return _rows(self.con, """
+            SELECT indicator_id, any_value(indicator_name) AS indicator_name, any_value(cluster) AS cluster,
+                   bool_and(higher_is_better) AS higher_is_better, any_value(peer_mean) AS peer_mean,
+                   any_value(source) AS source
+            FROM marts.concern_benchmark
+            WHERE year = ? AND peer_group = 'all'
+            GROUP BY indicator_id""", [year])
+
+    def concern_benchmark(self, concern_id: str, year: int) -> dict[str, dict]:
+        return {r["indicator_id"]: r for r in _rows(self.con, """
+            SELECT indicator_id, value, z, z_oriented, peer_mean FROM marts.concern_benchmark
+            WHERE concern_id = ? AND year = ? AND peer_group = 'all'""", [concern_id, year])}
+
+    def n_indicators_by_year(self) -> dict[int, int]:
+        return {r["year"]: r["n"] for r in _rows(self.con, """
+            SELECT year, count(DISTINCT indicator_id) AS n FROM marts.concern_benchmark GROUP BY year""")}
+
+    # --- location reports ---------------------------------------------------------------------------
+    def locations(self) -> list[dict]:
+        return _rows(self.con, """
+            SELECT concern_id, location_id, location_name, region FROM staging.locations
+            ORDER BY concern_id, location_name, location_id""")
+
+    def export_dates(self) -> dict[str, dt.date]:
+        return {r["concern_id"]: r["export_date"] for r in _rows(self.con, """
+            SELECT concern_id, max(export_date) AS export_date FROM audit.deliveries
+            WHERE status = 'current' AND concern_id IS NOT NULL GROUP BY concern_id""")}
+
+    def unit_indicators(self, concern_id: str) -> list[dict]:
+        """Location figures and the organisation's (mean of locations; episodes for n_closed), year + quarter."""
+        return _rows(self.con, """
+            SELECT level, unit_id, period_type, period, indicator, aggregation, value, n, ci_low, ci_high,
+                   target, target_met, coalesce(suppressed, false) AS suppressed
+            FROM marts.indicators
+            WHERE concern_id = ? AND period_type IN ('year', 'quarter')
+              AND (level = 'location'
+                   OR (level = 'concern' AND (aggregation = 'mean_of_locations'
+                                              OR (aggregation = 'episodes' AND indicator = 'n_closed'))))
+              AND level <> 'therapist'""", [concern_id])
+
+    def location_benchmark(self, concern_id: str, period: str) -> list[dict]:
+        return _rows(self.con, """
+            SELECT unit_id, indicator, value, n, coalesce(suppressed, false) AS suppressed, value_type,
+                   organisation_value, deviation, z, funnel_centre, funnel_sd, funnel_95_low, funnel_95_high,
+                   funnel_998_low, funnel_998_high, outside_funnel_95, outside_funnel_998
+            FROM marts.internal_benchmark
+            WHERE concern_id = ? AND level = 'location' AND period_type = 'year' AND period = ?""",
+                     [concern_id, period])
+
+    def breakdowns(self, concern_id: str, period: str) -> list[dict]:
+        return _rows(self.con, """
+            SELECT level, unit_id, dimension, category, indicator, value, n,
+                   coalesce(suppressed, false) AS suppressed
+            FROM marts.indicator_breakdowns
+            WHERE concern_id = ? AND period_type = 'year' AND period = ? AND level IN ('location', 'concern')""",
+                     [concern_id, period])
+
+
+class ManagerSource:
+    """The work database (read-only): therapist-level figures, for manager packages only."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.con = open_read_only(self.path)
+        _check_tables(self.con, REQUIRED_WORK_TABLES, f"the work database {self.path}")
+
+    def close(self) -> None:
+        self.con.close()
+
+    def latest_run_id(self) -> str | None:
+        """The newest run that touched the work database, whatever its status."""
+        try:
+            rows = _rows(self.con, "SELECT run_id FROM audit.runs ORDER BY run_seq DESC LIMIT 1")
+        except duckdb.CatalogException:
+            return None
+        return rows[0]["run_id"] if rows else None
+
+    def therapists(self, concern_id: str) -> list[dict]:
+        return _rows(self.con, """
+            SELECT therapist_id, location_id, profession, is_trainee FROM staging.therapists
+            WHERE concern_id = ? ORDER BY therapist_id""", [concern_id])
+
+    def therapist_benchmark(self, concern_id: str) -> list[dict]:
+        """Every therapist of the concern, year and quarter (values kept when suppressed: flagged, not hidden)."""
+        return _rows(self.con, """
+            SELECT unit_id, period_type, period, indicator, value, n, ci_low, ci_high,
+                   coalesce(suppressed, false) AS suppressed, value_type, organisation_value, deviation, z,
+                   target, target_met, funnel_centre, funnel_sd, funnel_95_low, funnel_95_high,
+                   funnel_998_low, funnel_998_high, outside_funnel_95, outside_funnel_998
+            FROM marts.internal_benchmark
+            WHERE concern_id = ? AND level = 'therapist' AND period_type IN ('year', 'quarter')""", [concern_id])
+
+    def therapist_counts(self, concern_id: str) -> list[dict]:
+        """n_closed per therapist and period (the benchmark leaves this volume out)."""
+        return _rows(self.con, """
+            SELECT unit_id, period_type, period, n FROM marts.indicators
+            WHERE concern_id = ? AND level = 'therapist' AND indicator = 'n_closed'
+              AND period_type IN ('year', 'quarter') AND aggregation = 'episodes'""", [concern_id])
+
+    def therapists_per_experience(self, concern_id: str, year: str) -> dict[tuple[str, str], int]:
+        """(unit, 'trainee' | 'experienced') -> therapists with closed episodes in the year; unit is a
+        location id or the concern id. Counts, not figures: they decide suppression in the shared report."""
+        rows = _rows(self.con, """
+            SELECT coalesce(location_id, ?) AS unit_id, coalesce(therapist_experience, 'unknown') AS category,
+                   count(DISTINCT therapist_id) AS therapists
+            FROM marts.episode_outcomes
+            WHERE concern_id = ? AND is_closed AND strftime(end_date, '%Y') = ?
+            GROUP BY GROUPING SETS ((location_id, therapist_experience), (therapist_experience))""",
+                     [concern_id, concern_id, year])
+        return {(r["unit_id"], r["category"]): r["therapists"] for r in rows}

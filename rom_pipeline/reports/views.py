@@ -1,0 +1,544 @@
+"""Template contexts: rows from :mod:`rom_pipeline.reports.data` -> formatted cells and charts.
+
+Every number a template prints is formatted here (:mod:`rom_pipeline.reports.formatting`),
+so the templates only lay out strings. Two kinds of cell for ROM figures:
+
+- shared cells (location report): a suppressed figure (n < min_n) is never printed,
+  whatever the source holds; a count below ``min_count`` is printed as "<5".
+- manager cells (therapist pages): a suppressed figure is printed, flagged as unreliable.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from rom_pipeline.reports import charts, labels
+from rom_pipeline.reports.formatting import (
+    EMPTY, Z_LEGEND, fmt_by_unit, fmt_count, fmt_eur, fmt_n, fmt_number, fmt_pct, fmt_z, z_colour_class,
+)
+
+SUPPRESSED_MARK = "–"
+# A case-mix category of a therapist attribute (trainee / experienced) must rest on at least this many
+# therapists to be shown in a shared report: one therapist's category is that therapist's result.
+MIN_THERAPISTS_PER_CATEGORY = 2
+THERAPIST_DIMENSIONS = {"therapist_experience"}
+
+
+def safe_name(value: str) -> str:
+    """An id as a file-name part: anything but letters, digits, '.', '_' and '-' becomes '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", str(value))
+
+
+@dataclass(frozen=True)
+class Rules:
+    min_n: int
+    min_count: int
+    targets: dict[str, dict]
+
+    def target_text(self, indicator: str) -> str:
+        t = self.targets.get(indicator)
+        if not t or t.get("target") is None:
+            return EMPTY
+        return f"{labels.COMPARATORS.get(t['comparator'], t['comparator'])} {fmt_indicator(indicator, t['target'])}"
+
+    def suppressed_title(self) -> str:
+        return f"onderdrukt: minder dan {self.min_n} trajecten"
+
+
+def n_label(n, min_count: int) -> str:
+    """"n = 48", or "n < 5" below the smallest count that may be shown; "" without n."""
+    text = fmt_n(n, min_count)
+    if not text:
+        return EMPTY
+    return f"n {text[0]} {text[1:]}" if text.startswith("<") else f"n = {text}"
+
+
+def fmt_indicator(indicator: str, value) -> str:
+    if indicator == "n_closed":
+        return fmt_count(value)
+    if indicator == "mean_satisfaction":
+        return fmt_number(value, 1)
+    return fmt_pct(value)  # pct_* and mean_improvement are percentages
+
+
+def fmt_ci(indicator: str, low, high) -> str:
+    if low is None or high is None:
+        return EMPTY
+    return f"{fmt_indicator(indicator, low)} – {fmt_indicator(indicator, high)}"
+
+
+def z_cell(z) -> dict:
+    """A z-score as printed, coloured by the printed (rounded) value so that equal text has equal colour."""
+    text = fmt_z(z)
+    return {"text": text, "cls": z_colour_class(float(text.replace(",", "")) if text else None)}
+
+
+def period_label(period: str) -> str:
+    return period.replace("-Q", " K")  # 2025-Q3 -> 2025 K3 (kwartaal)
+
+
+def _is_suppressed(row: dict | None, rules: Rules) -> bool:
+    if row is None:
+        return False
+    n = row.get("n")
+    return bool(row.get("suppressed")) or (n is not None and n < rules.min_n)
+
+
+def shared_cell(indicator: str, row: dict | None, rules: Rules) -> dict:
+    """A published figure: value, n and CI; suppressed figures show only the mark."""
+    if row is None:
+        return {"text": EMPTY, "n": EMPTY, "ci": EMPTY, "cls": "", "title": ""}
+    n_text = n_label(row.get("n"), rules.min_count)
+    if indicator == "n_closed":
+        return {"text": fmt_n(row.get("value"), rules.min_count), "n": EMPTY, "ci": EMPTY, "cls": "", "title": ""}
+    if _is_suppressed(row, rules) or row.get("value") is None:
+        return {"text": SUPPRESSED_MARK, "n": n_text, "ci": EMPTY, "cls": "suppressed",
+                "title": rules.suppressed_title() if _is_suppressed(row, rules) else "geen waarde"}
+    return {"text": fmt_indicator(indicator, row["value"]), "n": n_text,
+            "ci": fmt_ci(indicator, row.get("ci_low"), row.get("ci_high")), "cls": "", "title": ""}
+
+
+def manager_cell(indicator: str, row: dict | None, rules: Rules) -> dict:
+    """A figure in the manager's own view: shown even when suppressed, flagged as unreliable."""
+    if row is None or row.get("value") is None:
+        return {"text": EMPTY, "n": n_label(row.get("n"), rules.min_count) if row else EMPTY, "ci": EMPTY,
+                "cls": "", "title": "", "unreliable": False}
+    unreliable = _is_suppressed(row, rules)
+    return {"text": fmt_indicator(indicator, row["value"]) + ("*" if unreliable else ""),
+            "n": n_label(row.get("n"), rules.min_count),
+            "ci": fmt_ci(indicator, row.get("ci_low"), row.get("ci_high")),
+            "cls": "unreliable" if unreliable else "",
+            "title": f"onbetrouwbaar: minder dan {rules.min_n} trajecten" if unreliable else "",
+            "unreliable": unreliable}
+
+
+def target_cell(row: dict | None, rules: Rules, shared: bool) -> dict:
+    if row is None or row.get("target_met") is None or (shared and _is_suppressed(row, rules)):
+        return {"text": SUPPRESSED_MARK if row is not None and _is_suppressed(row, rules) else EMPTY,
+                "cls": "suppressed" if row is not None and _is_suppressed(row, rules) else ""}
+    met = bool(row["target_met"])
+    text = "ja" if met else "nee"
+    if not shared and _is_suppressed(row, rules):
+        text += "*"
+    return {"text": text, "cls": "met" if met else "not-met"}
+
+
+# --- the concern report (seed 001) --------------------------------------------------------------------
+
+def concern_context(src, concern_id: str, year: int, known_years: Iterable[int], names: dict[str, str],
+                    n_indicators_by_year: dict[int, int], run: dict) -> dict:
+    years = [y for y in (year - 2, year - 1, year) if y in set(known_years)]
+    reports = src.annual_reports(concern_id)
+    ratios = src.financial_ratios(concern_id)
+    summary = src.concern_summary(concern_id)
+    sizes = src.size_groups(concern_id)
+    this = reports.get(year, {})
+
+    key_facts = []
+    for col, text in labels.KEY_FACTS:
+        value = this.get(col) if col != "concern_name" else (this.get(col) or names.get(concern_id, concern_id))
+        key_facts.append((text, fmt_count(value) if isinstance(value, (int, float)) else (value or EMPTY)))
+    size = sizes.get(year)
+    key_facts.append(("Benchmarkgroep (omvang)", _size_text(size)))
+    key_facts.append(("Verslagjaar", str(year)))
+
+    def annual(col: str, y: int):
+        r = reports.get(y)
+        if not r:
+            return None
+        if col == "clients_total":
+            a, b = r.get("clients_jan1"), r.get("clients_new")
+            return None if a is None or b is None else a + b
+        return r.get(col)
+
+    general_rows = [{"label": text, "cells": [
+        fmt_number(annual(col, y), 1) if col == "fte" else fmt_count(annual(col, y)) for y in years]}
+        for col, text in labels.GENERAL_INFORMATION]
+    revenue_rows = [{"label": text, "cells": [fmt_eur(annual(col, y)) for y in years]}
+                    for col, text in labels.REVENUE]
+
+    def ratio_rows(spec):
+        rows = []
+        for code, text in spec:
+            cells = []
+            for y in years:
+                r = ratios.get((y, code))
+                cells.append({"value": fmt_by_unit(r["value"], r["unit"]) if r else EMPTY,
+                              "z": z_cell(r["z"] if r else None)})
+            rows.append({"label": text, "code": code, "cells": cells})
+        return rows
+
+    notes = []
+    if any((reports.get(y) or {}).get("equity") is not None and reports[y]["equity"] < 0 for y in years):
+        notes.append("Het eigen vermogen is in ten minste één jaar negatief: het teken van het rendement op "
+                     "eigen vermogen is dan niet te interpreteren.")
+
+    peer_means = src.ratio_peer_means(year)
+    chart = charts.spending_chart(
+        [text for _, text in labels.SPENDING],
+        [(str(y), [ratios[(y, code)]["value"] if (y, code) in ratios else None for code, _ in labels.SPENDING])
+         for y in years],
+        (f"gemiddelde alle concerns {year}", [peer_means.get(code) for code, _ in labels.SPENDING]))
+
+    def summary_rows(peer_group: str):
+        rows = []
+        for cluster, text in labels.CLUSTERS:
+            cells = []
+            for y in years:
+                r = summary.get((y, peer_group, cluster))
+                cells.append({"z": z_cell(r["summary_z"] if r else None),
+                              "n": fmt_count(r["n_indicators"]) if r else EMPTY})
+            rows.append({"label": text, "cells": cells})
+        return rows
+
+    own = src.concern_benchmark(concern_id, year)
+    tables = []
+    measured = src.benchmark_indicators(year)
+    for cluster in ("CQ", "kernset", "FP"):
+        rows = []
+        for ind in sorted((i for i in measured if i["cluster"] == cluster),
+                          key=lambda i: ((i["indicator_name"] or i["indicator_id"]).casefold(), i["indicator_id"])):
+            mine = own.get(ind["indicator_id"], {})
+            rows.append({"name": ind["indicator_name"] or ind["indicator_id"],
+                         "lower_is_better": ind["higher_is_better"] is False,
+                         "value": fmt_number(mine.get("value"), 2),
+                         "mean": fmt_number(mine.get("peer_mean", ind["peer_mean"]), 2),
+                         "z": z_cell(mine.get("z"))})
+        if rows:
+            tables.append({"title": f"Kwaliteit {year}, concern: {labels.CLUSTER_TABLE_TITLES[cluster]}",
+                           "rows": rows})
+
+    return {
+        "title": f"Benchmarkrapport: {names.get(concern_id, concern_id)}",
+        "concern": {"id": concern_id, "name": names.get(concern_id, concern_id), "city": this.get("city")},
+        "year": year, "years": years,
+        "key_facts": key_facts, "general_rows": general_rows, "revenue_rows": revenue_rows,
+        "ratio_rows": ratio_rows(labels.FINANCIAL_RATIOS), "spending_rows": ratio_rows(labels.SPENDING),
+        "spending_chart": charts.data_uri(chart),
+        "summary_rows": summary_rows("all"),
+        "summary_size_rows": summary_rows("size_group") if size else [],
+        "size_text": _size_text(size),
+        "indicator_tables": tables,
+        "n_indicators_by_year": [(y, n_indicators_by_year[y]) for y in years if y in n_indicators_by_year],
+        "bijlage_1": labels.BIJLAGE_1, "legend": Z_LEGEND, "notes": notes, "run": run,
+    }
+
+
+def _size_text(size: dict | None) -> str:
+    if not size or not size.get("size_group"):
+        return "geen (geen omzet bekend)"
+    low, high = size.get("size_group_min_eur"), size.get("size_group_max_eur")
+    if low is None and high is None:
+        return labels.SIZE_GROUPS.get(size["size_group"], size["size_group"])
+    if low is None or low == 0:
+        return f"omzet minder dan {fmt_eur(high)}"
+    if high is None:
+        return f"omzet {fmt_eur(low)} of meer"
+    return f"omzet {fmt_eur(low)} tot {fmt_eur(high)}"
+
+
+# --- the location report (seed 000), shared --------------------------------------------------------------
+
+@dataclass
+class ConcernUnits:
+    """The published figures of one concern's locations and organisation, indexed for the views."""
+    concern_id: str
+    rows: list[dict]
+    index: dict[tuple, dict] = field(default_factory=dict)
+    years: list[str] = field(default_factory=list)
+    quarters: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        for r in self.rows:
+            if r["level"] == "therapist":  # never, from the warehouse queries; a guard all the same
+                continue
+            key = (r["level"], r["unit_id"], r["period_type"], r["period"], r["indicator"])
+            if r["level"] == "concern" and r["aggregation"] != "mean_of_locations" and r["indicator"] != "n_closed":
+                continue
+            self.index[key] = r
+        self.years = sorted({r["period"] for r in self.rows if r["period_type"] == "year"})
+        self.quarters = sorted({r["period"] for r in self.rows if r["period_type"] == "quarter"})
+
+    def get(self, level, unit, period_type, period, indicator):
+        return self.index.get((level, unit, period_type, period, indicator))
+
+
+def year_label(period: str, export_date: dt.date | None) -> str:
+    return f"{period}*" if export_date and str(export_date.year) == period else period
+
+
+def funnel_year(years: list[str], export_date: dt.date | None) -> str | None:
+    """The most recent complete year (before the export's year), else the most recent year."""
+    if not years:
+        return None
+    complete = [y for y in years if not export_date or int(y) < export_date.year]
+    return (complete or years)[-1]
+
+
+def _funnel_parameters(rows: list[dict]) -> tuple[float | None, float | None]:
+    for r in rows:
+        if r.get("funnel_centre") is not None and r.get("funnel_sd") is not None:
+            return r["funnel_centre"], r["funnel_sd"]
+    return None, None
+
+
+def funnel_position(row: dict) -> str:
+    if row.get("outside_funnel_998"):
+        return "buiten 99.8%-grenzen"
+    if row.get("outside_funnel_95"):
+        return "buiten 95%-grenzen"
+    if row.get("outside_funnel_95") is False:
+        return "binnen de grenzen"
+    return EMPTY
+
+
+def location_context(src, manager_counts: dict[tuple[str, str], int], concern_id: str, concern_name: str,
+                     location: dict, locations: list[dict], units: ConcernUnits, rules: Rules,
+                     export_date: dt.date | None, run: dict, benchmark_rows: list[dict],
+                     breakdown_rows: list[dict], year: str | None) -> dict:
+    loc_id = location["location_id"]
+    names = {l["location_id"]: l["location_name"] for l in locations}
+    indicator_rows = []
+    for indicator in ["n_closed", *labels.INDICATOR_ORDER]:
+        cells = []
+        for y in units.years:
+            cells.append({"unit": shared_cell(indicator, units.get("location", loc_id, "year", y, indicator), rules),
+                          "org": shared_cell(indicator, units.get("concern", concern_id, "year", y, indicator), rules)})
+        indicator_rows.append({"label": labels.INDICATORS[indicator],
+                               "lower_is_better": indicator in labels.LOWER_IS_BETTER, "cells": cells})
+
+    target_rows = []
+    for indicator in labels.INDICATOR_ORDER:
+        if indicator not in rules.targets:
+            continue
+        cells = []
+        for y in units.years:
+            row = units.get("location", loc_id, "year", y, indicator)
+            cells.append({"value": shared_cell(indicator, row, rules), "met": target_cell(row, rules, shared=True)})
+        target_rows.append({"label": labels.INDICATORS[indicator], "target": rules.target_text(indicator),
+                            "cells": cells})
+
+    trend_charts = []
+    if units.quarters:
+        for indicator in labels.CHARTED_INDICATORS:
+            def series(level, unit):
+                out = []
+                for q in units.quarters:
+                    r = units.get(level, unit, "quarter", q, indicator)
+                    out.append(None if r is None or _is_suppressed(r, rules) else r["value"])
+                return out
+            target = rules.targets.get(indicator, {}).get("target")
+            png = charts.trend_chart(
+                [period_label(q) for q in units.quarters],
+                [charts.Line(f"{location['location_name']} ({loc_id})", series("location", loc_id), True),
+                 charts.Line("organisatie (gemiddelde van de vestigingen)", series("concern", concern_id))],
+                title=labels.INDICATORS[indicator], percent=True, target=target,
+                target_label=f"target {rules.target_text(indicator)}" if target is not None else None,
+                y_range=(0, 100) if indicator.startswith("pct_") else None)
+            trend_charts.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(png)})
+
+    funnels = []
+    by_indicator = defaultdict(list)
+    for r in benchmark_rows:
+        by_indicator[r["indicator"]].append(r)
+    for indicator in labels.CHARTED_INDICATORS:
+        rows = by_indicator.get(indicator, [])
+        if not rows:
+            continue
+        centre, sd = _funnel_parameters(rows)
+        shown = [r for r in rows if r["value"] is not None and not _is_suppressed(r, rules)]
+        points = [charts.FunnelPoint(r["unit_id"], r["n"], r["value"], r["unit_id"] == loc_id) for r in shown]
+        target = rules.targets.get(indicator, {}).get("target")
+        png = charts.funnel_chart(points, centre=centre, sd=sd, proportion=indicator.startswith("pct_"),
+                                  percent=indicator in labels.PERCENT_INDICATORS,
+                                  y_range=labels.INDICATOR_RANGES.get(indicator),
+                                  title=f"{labels.INDICATORS[indicator]}, {year}", target=target,
+                                  target_label=f"target {rules.target_text(indicator)}" if target is not None else None)
+        table = []
+        for r in sorted(rows, key=lambda r: (names.get(r["unit_id"], r["unit_id"]).casefold(), r["unit_id"])):
+            hidden = _is_suppressed(r, rules) or r["value"] is None
+            table.append({
+                "name": names.get(r["unit_id"], r["unit_id"]), "id": r["unit_id"], "this": r["unit_id"] == loc_id,
+                "n": fmt_n(r["n"], rules.min_count),
+                "value": SUPPRESSED_MARK if hidden else fmt_indicator(indicator, r["value"]),
+                "limits": EMPTY if hidden or r.get("funnel_95_low") is None else
+                fmt_ci(indicator, r["funnel_95_low"], r["funnel_95_high"]),
+                "position": EMPTY if hidden else funnel_position(r),
+                "cls": "suppressed" if hidden else ""})
+        funnels.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(png), "table": table,
+                        "centre": fmt_indicator(indicator, centre)})
+
+    breakdowns = _breakdown_tables(breakdown_rows, manager_counts, concern_id, loc_id, rules)
+
+    return {
+        "title": f"Kwaliteitsrapport vestiging: {location['location_name']}",
+        "concern": {"id": concern_id, "name": concern_name},
+        "location": {"id": loc_id, "name": location["location_name"], "region": location.get("region")},
+        "years": [year_label(y, export_date) for y in units.years],
+        "partial_note": (f"* lopend jaar: trajecten afgesloten tot en met {export_date:%d-%m-%Y} (datum van de "
+                         "export)") if export_date and str(export_date.year) in units.years else "",
+        "funnel_year": year, "indicator_rows": indicator_rows, "target_rows": target_rows,
+        "trend_charts": trend_charts, "funnels": funnels, "breakdowns": breakdowns,
+        "locations": [{"id": l["location_id"], "name": l["location_name"]} for l in locations],
+        "rules": {"min_n": rules.min_n, "min_count": rules.min_count,
+                  "min_therapists": MIN_THERAPISTS_PER_CATEGORY},
+        "run": run,
+    }
+
+
+def _breakdown_tables(rows: list[dict], therapist_counts: dict[tuple[str, str], int], concern_id: str,
+                      loc_id: str, rules: Rules) -> list[dict]:
+    index = {(r["level"], r["unit_id"], r["dimension"], r["category"], r["indicator"]): r for r in rows}
+
+    def therapist_guard(unit: str, dimension: str) -> bool:
+        """True when a therapist-attribute dimension must be hidden for ``unit``: some category of it
+        rests on fewer than MIN_THERAPISTS_PER_CATEGORY therapists (hiding only that category would
+        leave it derivable from the total and the other category)."""
+        if dimension not in THERAPIST_DIMENSIONS:
+            return False
+        categories = {r["category"] for r in rows if r["unit_id"] == unit and r["dimension"] == dimension}
+        return any(therapist_counts.get((unit, c), 0) < MIN_THERAPISTS_PER_CATEGORY for c in categories)
+
+    tables = []
+    for dimension, dim_label in labels.BREAKDOWN_DIMENSIONS:
+        categories = sorted({r["category"] for r in rows if r["dimension"] == dimension and
+                             r["level"] == "location" and r["unit_id"] == loc_id},
+                            key=lambda c: labels.category_sort_key(dimension, c))
+        if not categories:
+            continue
+        hide_unit = therapist_guard(loc_id, dimension)
+        hide_org = therapist_guard(concern_id, dimension)
+        table_rows = []
+        for category in categories:
+            cells = []
+            for indicator in labels.BREAKDOWN_INDICATORS:
+                unit_row = index.get(("location", loc_id, dimension, category, indicator))
+                org_row = index.get(("concern", concern_id, dimension, category, indicator))
+                cells.append({"unit": _guarded(shared_cell(indicator, unit_row, rules), hide_unit),
+                              "org": _guarded(shared_cell(indicator, org_row, rules), hide_org)})
+            table_rows.append({"category": labels.label(labels.CATEGORIES, category), "cells": cells})
+        tables.append({"dimension": dim_label, "rows": table_rows,
+                       "therapist_note": hide_unit or hide_org})
+    return tables
+
+
+def _guarded(cell: dict, hide: bool) -> dict:
+    if not hide:
+        return cell
+    return {"text": SUPPRESSED_MARK, "n": EMPTY, "ci": EMPTY, "cls": "suppressed",
+            "title": f"onderdrukt: een categorie rust op minder dan {MIN_THERAPISTS_PER_CATEGORY} behandelaars"}
+
+
+# --- manager package: therapist pages (work database) ---------------------------------------------------
+
+def therapist_label(t: dict) -> str:
+    extra = labels.label(labels.PROFESSIONS, t.get("profession"))
+    if t.get("is_trainee"):
+        extra += ", in opleiding"
+    return f"Behandelaar {t['therapist_id']}" + (f" ({extra})" if extra else "")
+
+
+def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple, dict], counts: dict[tuple, int],
+                      units: ConcernUnits, years: list[str], quarters: list[str], year: str | None,
+                      rules: Rules, location: dict, concern: dict, export_date, run: dict) -> dict:
+    """One therapist's page. ``colleagues``: the therapists of the same location (this one included);
+    ``bench``: (therapist, period_type, period, indicator) -> internal_benchmark row of the concern."""
+    tid = therapist["therapist_id"]
+    year_rows = []
+    for indicator in labels.INDICATOR_ORDER:
+        cells = []
+        for y in years:
+            r = bench.get((tid, "year", y, indicator))
+            org = units.get("concern", concern["id"], "year", y, indicator)
+            cells.append({"value": manager_cell(indicator, r, rules),
+                          "org": fmt_indicator(indicator, org["value"]) if org and not _is_suppressed(org, rules)
+                          else EMPTY,
+                          "z": _manager_z(r, rules),
+                          "met": target_cell(r, rules, shared=False) if indicator in rules.targets else None})
+        year_rows.append({"label": labels.INDICATORS[indicator], "indicator": indicator,
+                          "lower_is_better": indicator in labels.LOWER_IS_BETTER,
+                          "has_target": indicator in rules.targets, "cells": cells})
+    n_row = [fmt_n(counts.get((tid, "year", y)), rules.min_count) for y in years]
+
+    trend_charts = []
+    for indicator in labels.CHARTED_INDICATORS[:2]:
+        own = [bench.get((tid, "quarter", q, indicator)) for q in quarters]
+        org = [units.get("concern", concern["id"], "quarter", q, indicator) for q in quarters]
+        target = rules.targets.get(indicator, {}).get("target")
+        png = charts.trend_chart(
+            [period_label(q) for q in quarters],
+            [charts.Line(f"{tid} (alle kwartalen; n < {rules.min_n} onbetrouwbaar)",
+                         [r["value"] if r else None for r in own], True),
+             charts.Line("organisatie (gemiddelde van de vestigingen)",
+                         [r["value"] if r and not _is_suppressed(r, rules) else None for r in org])],
+            title=labels.INDICATORS[indicator], percent=True, target=target,
+            target_label=f"target {rules.target_text(indicator)}" if target is not None else None,
+            y_range=(0, 100) if indicator.startswith("pct_") else None)
+        trend_charts.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(png)})
+
+    funnels = []
+    if year:
+        for indicator in labels.CHARTED_INDICATORS[:2]:
+            rows = [bench[(c["therapist_id"], "year", year, indicator)] for c in colleagues
+                    if (c["therapist_id"], "year", year, indicator) in bench]
+            mine = bench.get((tid, "year", year, indicator))
+            if not rows or mine is None:
+                continue
+            centre, sd = _funnel_parameters(rows)
+            points = [charts.FunnelPoint(r["unit_id"] + ("*" if _is_suppressed(r, rules) else ""), r["n"], r["value"],
+                                         r["unit_id"] == tid)
+                      for r in rows if r["value"] is not None and r["n"]]
+            target = rules.targets.get(indicator, {}).get("target")
+            png = charts.funnel_chart(points, centre=centre, sd=sd, proportion=indicator.startswith("pct_"),
+                                      percent=indicator in labels.PERCENT_INDICATORS,
+                                      y_range=labels.INDICATOR_RANGES.get(indicator),
+                                      title=f"{labels.INDICATORS[indicator]}, {year}", target=target,
+                                      target_label=f"target {rules.target_text(indicator)}"
+                                      if target is not None else None)
+            funnels.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(png),
+                            "value": manager_cell(indicator, mine, rules),
+                            "limits": fmt_ci(indicator, mine.get("funnel_95_low"), mine.get("funnel_95_high")),
+                            "position": funnel_position(mine), "centre": fmt_indicator(indicator, centre)})
+
+    return {
+        "title": therapist_label(therapist), "therapist": {"id": tid, "label": therapist_label(therapist)},
+        "location": location, "concern": concern, "years": [year_label(y, export_date) for y in years],
+        "year_rows": year_rows, "n_row": n_row, "trend_charts": trend_charts, "funnels": funnels,
+        "funnel_year": year, "rules": {"min_n": rules.min_n, "min_count": rules.min_count}, "run": run,
+        "legend": Z_LEGEND,
+    }
+
+
+def _manager_z(row: dict | None, rules: Rules) -> dict:
+    """z among the concern's therapists; on an unreliable figure shown uncoloured and flagged."""
+    cell = z_cell(row["z"] if row else None)
+    if row is not None and cell["text"] and _is_suppressed(row, rules):
+        return {"text": cell["text"] + "*", "cls": "unreliable"}
+    return cell
+
+
+def manager_overview(therapists: list[dict], bench: dict[tuple, dict], counts: dict[tuple, int],
+                     year: str | None, rules: Rules) -> list[dict]:
+    rows = []
+    for t in sorted(therapists, key=lambda t: t["therapist_id"]):
+        tid = t["therapist_id"]
+        rows.append({
+            "id": tid, "label": therapist_label(t), "file": f"behandelaar-{safe_name(tid)}.html",
+            "n": fmt_n(counts.get((tid, "year", year)), rules.min_count) if year else EMPTY,
+            "cells": [manager_cell(i, bench.get((tid, "year", year, i)), rules) for i in ("pct_complete", "mean_improvement")],
+            "met": [target_cell(bench.get((tid, "year", year, i)), rules, shared=False) for i in ("pct_complete", "mean_improvement")],
+        })
+    return rows
+
+
+def legend() -> list[tuple[str, str]]:
+    return Z_LEGEND
+
+
+def as_run(info) -> dict[str, Any]:
+    return {"run_id": info.run_id, "run_seq": info.run_seq,
+            "published": f"{info.finished_at:%d-%m-%Y %H:%M} UTC" if info.finished_at else EMPTY,
+            "generated": f"{dt.datetime.now(dt.timezone.utc):%d-%m-%Y %H:%M} UTC"}

@@ -250,10 +250,13 @@ def record_published_figures(con, run_id: str) -> dict[str, int]:
     return counts
 
 
+REMOVED_CELL_SHA256 = "sha256('removed')"
+
+
 def record_figure_episodes(con, run_id: str) -> dict[str, int]:
     """Append the episodes of every unit and period whose episodes (or their scores) changed."""
     if not _exists(con, "marts.episode_outcomes"):
-        return {"cells_changed": 0, "episode_rows_appended": 0}
+        return {"cells_changed": 0, "cells_removed": 0, "episode_rows_appended": 0}
     con.execute(f"CREATE OR REPLACE TEMP TABLE cell_rows AS {FIGURE_EPISODES_MODEL.text.strip().rstrip(';')}")
     # (Two statements: DuckDB 2.0 plans the join of a CTE holding an ordered string_agg very slowly.)
     con.execute("""
@@ -269,8 +272,9 @@ def record_figure_episodes(con, run_id: str) -> dict[str, int]:
     run_literal = "'" + run_id.replace("'", "''") + "'"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE last_cells AS
-        SELECT DISTINCT unit_period_key, cell_sha256 FROM (
-            {_latest('figure_episodes', 'unit_period_key', 'v.unit_period_key, v.cell_sha256')}
+        SELECT DISTINCT unit_period_key, concern_id, level, unit_id, period_type, period, cell_sha256 FROM (
+            {_latest('figure_episodes', 'unit_period_key',
+                     'v.unit_period_key, v.concern_id, v.level, v.unit_id, v.period_type, v.period, v.cell_sha256')}
         )""".replace("$run_id", run_literal))
     appended = con.execute("""
         INSERT INTO audit.figure_episodes BY NAME
@@ -278,11 +282,21 @@ def record_figure_episodes(con, run_id: str) -> dict[str, int]:
         WHERE NOT EXISTS (SELECT 1 FROM last_cells AS l
                           WHERE l.unit_period_key = c.unit_period_key AND l.cell_sha256 = c.cell_sha256)""",
                            [run_id]).fetchone()[0]
+    # A unit and period without closed episodes any more (e.g. a newer delivery moved them) gets one
+    # row without an episode: its latest version must not keep the episodes of a figure that is gone.
+    removed = con.execute(f"""
+        INSERT INTO audit.figure_episodes BY NAME
+        SELECT ? AS run_id, unit_period_key, concern_id, level, unit_id, period_type, period,
+               {REMOVED_CELL_SHA256} AS cell_sha256
+        FROM last_cells AS l
+        WHERE l.cell_sha256 <> {REMOVED_CELL_SHA256}
+          AND NOT EXISTS (SELECT 1 FROM current_cells AS c WHERE c.unit_period_key = l.unit_period_key)""",
+                         [run_id]).fetchone()[0]
     cells = con.execute("SELECT count(DISTINCT unit_period_key) FROM audit.figure_episodes WHERE run_id = ?",
                         [run_id]).fetchone()[0]
     con.execute("DROP TABLE current_cells")
     con.execute("DROP TABLE last_cells")
-    return {"cells_changed": cells, "episode_rows_appended": appended}
+    return {"cells_changed": cells, "cells_removed": removed, "episode_rows_appended": appended}
 
 
 def record_quarantine_log(con, run_id: str) -> dict[str, int]:

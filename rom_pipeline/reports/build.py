@@ -176,7 +176,7 @@ def _concern_locations_task(common: _Common, concern_id: str) -> dict:
 
     entries, packages, manager_files = [], [], 0
     for loc in locations:
-        context = views.location_context(src, therapist_counts, concern_id, concern["name"], loc, locations,
+        context = views.location_context(therapist_counts, concern_id, concern["name"], loc, locations,
                                          units, rules, export_date, common.run, bench_rows, breakdown_rows, year)
         html = render("location.html", **context)
         base = f"{views.safe_name(concern_id)}-{views.safe_name(loc['location_id'])}"

@@ -295,7 +295,7 @@ def funnel_position(row: dict) -> str:
     return EMPTY
 
 
-def location_context(src, manager_counts: dict[tuple[str, str], int], concern_id: str, concern_name: str,
+def location_context(therapist_counts: dict[tuple[str, str], int], concern_id: str, concern_name: str,
                      location: dict, locations: list[dict], units: ConcernUnits, rules: Rules,
                      export_date: dt.date | None, run: dict, benchmark_rows: list[dict],
                      breakdown_rows: list[dict], year: str | None) -> dict:
@@ -371,7 +371,7 @@ def location_context(src, manager_counts: dict[tuple[str, str], int], concern_id
         funnels.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(png), "table": table,
                         "centre": fmt_indicator(indicator, centre)})
 
-    breakdowns = _breakdown_tables(breakdown_rows, manager_counts, concern_id, loc_id, rules)
+    breakdowns = _breakdown_tables(breakdown_rows, therapist_counts, concern_id, loc_id, rules)
 
     return {
         "title": f"Kwaliteitsrapport vestiging: {location['location_name']}",
@@ -532,10 +532,6 @@ def manager_overview(therapists: list[dict], bench: dict[tuple, dict], counts: d
             "met": [target_cell(bench.get((tid, "year", year, i)), rules, shared=False) for i in ("pct_complete", "mean_improvement")],
         })
     return rows
-
-
-def legend() -> list[tuple[str, str]]:
-    return Z_LEGEND
 
 
 def as_run(info) -> dict[str, Any]:

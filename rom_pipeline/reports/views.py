@@ -214,7 +214,7 @@ def concern_context(src, concern_id: str, year: int, known_years: Iterable[int],
     return {
         "title": f"Benchmarkrapport: {names.get(concern_id, concern_id)}",
         "concern": {"id": concern_id, "name": names.get(concern_id, concern_id), "city": this.get("city")},
-        "year": year, "years": years,
+        "year": year, "years": years, "has_annual_report": bool(this),
         "key_facts": key_facts, "general_rows": general_rows, "revenue_rows": revenue_rows,
         "ratio_rows": ratio_rows(labels.FINANCIAL_RATIOS), "spending_rows": ratio_rows(labels.SPENDING),
         "spending_chart": charts.data_uri(chart),
@@ -229,7 +229,7 @@ def concern_context(src, concern_id: str, year: int, known_years: Iterable[int],
 
 def _size_text(size: dict | None) -> str:
     if not size or not size.get("size_group"):
-        return "geen (geen omzet bekend)"
+        return "onbekend: geen omzet over dit jaar"
     low, high = size.get("size_group_min_eur"), size.get("size_group_max_eur")
     if low is None and high is None:
         return labels.SIZE_GROUPS.get(size["size_group"], size["size_group"])

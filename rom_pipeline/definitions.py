@@ -8,13 +8,14 @@ from rom_pipeline.defs.benchmarks import assets as benchmarks
 from rom_pipeline.defs.ingest import assets as ingest
 from rom_pipeline.defs.outcomes import assets as outcomes
 from rom_pipeline.defs.publish import assets as publish
+from rom_pipeline.defs.reports import assets as reports
 from rom_pipeline.defs.staging import assets as staging
 from rom_pipeline.defs.triggers import SCHEDULES, SENSORS, nightly_job, nightly_schedule  # noqa: F401
 from rom_pipeline.progress import progress_logger
 from rom_pipeline.resources import pseudonym_key_from_env, workspace_from_env
 
 ASSETS = [*audit.ASSETS, ingest.ingest, *staging.ASSETS, *outcomes.ASSETS, *benchmarks.ASSETS,
-          *publish.ASSETS]
+          *publish.ASSETS, *reports.ASSETS]
 CHECKS = [*staging.CHECKS, *outcomes.CHECKS, *benchmarks.CHECKS, *audit.CHECKS]
 
 # The nightly job (in-process: DuckDB has one writer), its schedule and the delivery sensor

@@ -1,6 +1,7 @@
 """Shared fixtures: every test gets its own export root and data dir (its own DuckDB files)."""
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,13 @@ from rom_pipeline.definitions import build_definitions  # noqa: E402
 from rom_pipeline.resources import PseudonymKey, Workspace  # noqa: E402
 
 TEST_KEY = "test-key-0123456789abcdef"
+
+# Reports are tested in tests/test_reports.py; elsewhere they would only add time (and a PDF per
+# concern where Chromium is installed). Subprocesses (CLI tests) inherit this.
+os.environ.setdefault("ROM_REPORTS_PDF", "0")
+WITHOUT_REPORTS = dg.define_asset_job(
+    "nightly_without_reports", selection=dg.AssetSelection.all() - dg.AssetSelection.groups("reports"),
+    executor_def=dg.in_process_executor)
 
 
 @dataclass
@@ -42,10 +50,12 @@ class Pipeline:
         return Workspace(data_dir=str(self.data_dir), export_dir=str(self.export_dir), threads=2,
                          memory_limit="2GB")
 
-    def run(self, raise_on_error: bool = False) -> PipelineRun:
+    def run(self, raise_on_error: bool = False, with_reports: bool = False) -> PipelineRun:
         defs = build_definitions({"workspace": self.workspace, "pseudonym_key": PseudonymKey(key=self.key)})
+        if not with_reports:
+            defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[WITHOUT_REPORTS]))
         with dg.DagsterInstance.ephemeral() as instance:
-            result = defs.resolve_job_def("nightly").execute_in_process(
+            result = defs.resolve_job_def("nightly" if with_reports else WITHOUT_REPORTS.name).execute_in_process(
                 instance=instance, raise_on_error=raise_on_error)
         return PipelineRun(result.success, result, self.workspace)
 

@@ -7,6 +7,9 @@
 -- period, dimension and indicator, the categories' n add up to the unit's n in
 -- marts.indicators (a missing attribute is the category 'unknown').
 -- aggregation is 'episodes' throughout. Values are unrounded.
+-- A trainee / experienced category that rests on fewer than 2 therapists is one
+-- therapist's result (seed 000: seen by their location manager only), so it is
+-- suppressed like a small n (n_therapists, suppression_reason).
 WITH
 breakdown_statistics AS (
     SELECT
@@ -32,6 +35,36 @@ breakdown_statistics AS (
 targets AS (
     SELECT indicator, comparator, target
     FROM config.indicator_targets
+),
+
+closed_episode_periods AS (
+    SELECT
+        concern_id,
+        location_id,
+        therapist_id,
+        therapist_experience,
+        unnest([
+            {'period_type': 'quarter', 'period': strftime(end_date, '%Y') || '-Q' || quarter(end_date)},
+            {'period_type': 'year', 'period': strftime(end_date, '%Y')}
+        ]) AS p
+    FROM marts.episode_outcomes
+    WHERE is_closed
+),
+
+therapists_per_experience AS (
+    SELECT
+        concern_id,
+        CASE WHEN location_id IS NULL THEN 'concern' ELSE 'location' END AS level,
+        coalesce(location_id, concern_id) AS unit_id,
+        p.period_type AS period_type,
+        p.period AS period,
+        coalesce(therapist_experience, 'unknown') AS category,
+        count(DISTINCT therapist_id) AS n_therapists
+    FROM closed_episode_periods
+    GROUP BY GROUPING SETS (
+        (concern_id, location_id, p.period_type, p.period, coalesce(therapist_experience, 'unknown')),
+        (concern_id, p.period_type, p.period, coalesce(therapist_experience, 'unknown'))
+    )
 )
 
 SELECT
@@ -47,7 +80,7 @@ SELECT
     s.n,
     s.ci_low,
     s.ci_high,
-    s.n < getvariable('min_n') AS suppressed,
+    s.n < getvariable('min_n') OR coalesce(th.n_therapists < 2, false) AS suppressed,
     -- extras
     t.target,
     CASE
@@ -60,9 +93,22 @@ SELECT
     END AS target_met,
     s.numerator,
     s.sd,
-    s.ci_method
+    s.ci_method,
+    th.n_therapists,
+    CASE
+        WHEN s.n < getvariable('min_n') THEN 'n_below_min_n'
+        WHEN th.n_therapists < 2 THEN 'single_therapist'
+    END AS suppression_reason
 FROM breakdown_statistics AS s
 LEFT JOIN targets AS t ON t.indicator = s.indicator
+LEFT JOIN therapists_per_experience AS th
+    ON s.dimension = 'therapist_experience'
+    AND th.concern_id = s.concern_id
+    AND th.level = s.level
+    AND th.unit_id = s.unit_id
+    AND th.period_type = s.period_type
+    AND th.period = s.period
+    AND th.category = s.category
 ORDER BY
     CASE s.level WHEN 'location' THEN 1 ELSE 2 END,
     s.concern_id, s.unit_id, s.period_type, s.period, s.dimension, s.category, s.indicator

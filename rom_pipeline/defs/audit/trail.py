@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
-from rom_pipeline.defs.audit.pending import PENDING_DDL, clear_pending
+from rom_pipeline.defs.audit.pending import PENDING_DDL, clear_pending, read_scope
 from rom_pipeline.lib.sqlfiles import SqlModel
 
 FIGURE_EPISODES_MODEL = SqlModel("audit", "figure_episodes")
@@ -177,8 +177,12 @@ def _latest(table: str, key: str, columns: str) -> str:
 COMPARE_DIGITS = 9
 
 
-def _canonical_json(con, table: str) -> str:
-    """The row as JSON with floating-point columns at COMPARE_DIGITS significant digits (for hashing)."""
+def _canonical_hash(con, table: str) -> str:
+    """SHA-256 of the row's values, floating-point columns at COMPARE_DIGITS significant digits.
+
+    Values joined by a unit separator (NULL as a NUL character) rather than JSON: three times
+    faster on the hundreds of thousands of figures a night publishes.
+    """
     schema, name = table.split(".")
     cols = con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
                        "AND schema_name = ? AND table_name = ? ORDER BY column_index", [schema, name]).fetchall()
@@ -187,8 +191,10 @@ def _canonical_json(con, table: str) -> str:
         value = f't."{col}"'
         if typ in ("DOUBLE", "FLOAT", "REAL") or typ.startswith("DECIMAL"):
             value = f"printf('%.{COMPARE_DIGITS}g', {value}::DOUBLE)"
-        fields.append(f'"{col}" := {value}')
-    return f"to_json(struct_pack({', '.join(fields)}))::VARCHAR"
+        else:
+            value = f"{value}::VARCHAR"
+        fields.append(f"coalesce({value}, chr(0))")
+    return f"sha256(concat_ws(chr(31), {', '.join(fields)}))"
 
 
 def _figures_select(con) -> str:
@@ -201,7 +207,7 @@ def _figures_select(con) -> str:
                    {s.period_type} AS period_type, {s.period} AS period, ({s.figure})::VARCHAR AS figure,
                    ({s.aggregation})::VARCHAR AS aggregation, ({s.value})::DOUBLE AS value, ({s.n})::BIGINT AS n,
                    coalesce(({s.suppressed})::BOOLEAN, false) AS suppressed, to_json(t)::VARCHAR AS figure_json,
-                   sha256({_canonical_json(con, s.table)}) AS figure_sha256
+                   {_canonical_hash(con, s.table)} AS figure_sha256
             FROM {s.table} AS t""")
     return " UNION ALL ".join(parts)
 
@@ -221,9 +227,14 @@ def record_published_figures(con, run_id: str) -> dict[str, int]:
     duplicates = con.execute("SELECT figure_key FROM current_figures GROUP BY ALL HAVING count(*) > 1 LIMIT 3").fetchall()
     if duplicates:
         raise ValueError(f"published figures are not unique by key, e.g. {duplicates}")
-    con.execute(f"""
+    # The latest version of every figure (arg_max: a hash aggregate, faster than a window over the history).
+    con.execute("""
         CREATE OR REPLACE TEMP TABLE last_figures AS
-        {_latest('published_figures', 'figure_key', 'v.*')}""".replace("$run_id", "'" + run_id.replace("'", "''") + "'"))
+        SELECT v.figure_key, max(r.run_seq) AS run_seq, arg_max(v.figure_sha256, r.run_seq) AS figure_sha256,
+               arg_max(v.change, r.run_seq) AS change
+        FROM audit.published_figures AS v JOIN audit.runs AS r ON r.run_id = v.run_id
+        WHERE r.status = 'published' OR r.run_id = ?
+        GROUP BY v.figure_key""", [run_id])
     columns = ("table_name, figure_key, concern_id, level, unit_id, period_type, period, figure, aggregation, "
                "value, n, suppressed, figure_json, figure_sha256")
     counts = {}
@@ -237,11 +248,13 @@ def record_published_figures(con, run_id: str) -> dict[str, int]:
         SELECT ?, {', '.join('c.' + x.strip() for x in columns.split(','))}, 'changed'
         FROM current_figures AS c JOIN last_figures AS l ON l.figure_key = c.figure_key
         WHERE l.change <> 'removed' AND l.figure_sha256 <> c.figure_sha256""", [run_id]).fetchone()[0]
-    counts["figures_removed"] = con.execute(f"""
+    counts["figures_removed"] = con.execute("""
         INSERT INTO audit.published_figures
-        SELECT ?, table_name, figure_key, concern_id, level, unit_id, period_type, period, figure, aggregation,
-               NULL, NULL, NULL, NULL, sha256('removed'), 'removed'
+        SELECT ?, v.table_name, v.figure_key, v.concern_id, v.level, v.unit_id, v.period_type, v.period, v.figure,
+               v.aggregation, NULL, NULL, NULL, NULL, sha256('removed'), 'removed'
         FROM last_figures AS l
+        JOIN audit.runs AS r ON r.run_seq = l.run_seq
+        JOIN audit.published_figures AS v ON v.run_id = r.run_id AND v.figure_key = l.figure_key
         WHERE l.change <> 'removed' AND NOT EXISTS (SELECT 1 FROM current_figures AS c WHERE c.figure_key = l.figure_key)
         """, [run_id]).fetchone()[0]
     counts["figures_published"] = con.execute("SELECT count(*) FROM current_figures").fetchone()[0]
@@ -253,11 +266,18 @@ def record_published_figures(con, run_id: str) -> dict[str, int]:
 REMOVED_CELL_SHA256 = "sha256('removed')"
 
 
-def record_figure_episodes(con, run_id: str) -> dict[str, int]:
-    """Append the episodes of every unit and period whose episodes (or their scores) changed."""
+def record_figure_episodes(con, run_id: str, concerns: Sequence[str] | None = None) -> dict[str, int]:
+    """Append the episodes of every unit and period whose episodes (or their scores) changed.
+
+    Units and periods belong to one concern, and a concern's episodes change only when it is
+    pending: on an incremental night (``concerns``) only the pending concerns' are compared.
+    """
     if not _exists(con, "marts.episode_outcomes"):
         return {"cells_changed": 0, "cells_removed": 0, "episode_rows_appended": 0}
-    con.execute(f"CREATE OR REPLACE TEMP TABLE cell_rows AS {FIGURE_EPISODES_MODEL.text.strip().rstrip(';')}")
+    in_concerns = "true" if concerns is None else (
+        "concern_id IN (" + ", ".join("'" + c.replace("'", "''") + "'" for c in concerns) + ")" if concerns else "false")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE cell_rows AS SELECT * FROM (\n"
+                f"{FIGURE_EPISODES_MODEL.text.strip().rstrip(';')}\n) AS cells WHERE {in_concerns}")
     # (Two statements: DuckDB 2.0 plans the join of a CTE holding an ordered string_agg very slowly.)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE cell_hashes AS
@@ -275,7 +295,7 @@ def record_figure_episodes(con, run_id: str) -> dict[str, int]:
         SELECT DISTINCT unit_period_key, concern_id, level, unit_id, period_type, period, cell_sha256 FROM (
             {_latest('figure_episodes', 'unit_period_key',
                      'v.unit_period_key, v.concern_id, v.level, v.unit_id, v.period_type, v.period, v.cell_sha256')}
-        )""".replace("$run_id", run_literal))
+        ) WHERE {in_concerns}""".replace("$run_id", run_literal))
     appended = con.execute("""
         INSERT INTO audit.figure_episodes BY NAME
         SELECT ? AS run_id, c.* FROM current_cells AS c
@@ -346,15 +366,17 @@ def record_trail(con, run_id: str) -> dict[str, int]:
     """Everything a publish leaves behind for the auditor, in one transaction."""
     ensure_tables(con)
     _run_seq(con, run_id)
+    scope = read_scope(con)
     con.begin()
     try:
         counts = {"garbage_rows_deleted": collect_garbage(con, run_id),
                   "run_input_files": record_run_inputs(con, run_id),
                   **record_published_figures(con, run_id),
-                  **record_figure_episodes(con, run_id),
+                  **record_figure_episodes(con, run_id, None if scope.full else scope.concerns),
                   **record_quarantine_log(con, run_id)}
         con.execute("UPDATE audit.runs SET figures_new = ?, figures_changed = ?, figures_removed = ? WHERE run_id = ?",
                     [counts["figures_new"], counts["figures_changed"], counts["figures_removed"], run_id])
+        counts["episode_provenance_compared"] = "all concerns" if scope.full else (", ".join(scope.concerns) or "none")
         con.commit()
     except BaseException:
         con.rollback()
@@ -370,6 +392,8 @@ def publishing(con, run_id: str, refresh: str | None = None, concerns: list[str]
     """
     ensure_tables(con)
     _run_seq(con, run_id)
+    if con.execute("SELECT figures_new IS NULL FROM audit.runs WHERE run_id = ?", [run_id]).fetchone()[0]:
+        record_trail(con, run_id)  # a partial run that skipped the audit-trail step: nothing published untraced
     con.execute("UPDATE audit.runs SET status = 'published', finished_at = now(), refresh = ?, "
                 "concerns_recomputed = ? WHERE run_id = ?",
                 [refresh, json.dumps(concerns) if concerns is not None else None, run_id])

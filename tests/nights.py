@@ -18,7 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import TEST_KEY, Pipeline, PipelineRun
+from conftest import TEST_KEY, WITHOUT_REPORTS, Pipeline, PipelineRun
 from deliveries import LOCATIONS, THERAPISTS, episode, measurement, write_delivery
 
 from rom_pipeline.definitions import build_definitions
@@ -58,9 +58,12 @@ class NightlyPipeline(Pipeline):
     def definitions(self) -> dg.Definitions:
         return build_definitions({"workspace": self.workspace, "pseudonym_key": PseudonymKey(key=self.key)})
 
-    def run(self, raise_on_error: bool = False, tags: dict | None = None) -> PipelineRun:
+    def run(self, raise_on_error: bool = False, tags: dict | None = None, with_reports: bool = False) -> PipelineRun:
+        """The nightly job (without the reports, as in conftest, unless asked)."""
+        defs = dg.Definitions.merge(self.definitions(), dg.Definitions(jobs=[WITHOUT_REPORTS]))
+        job = "nightly" if with_reports else WITHOUT_REPORTS.name
         with dg.DagsterInstance.ephemeral() as instance:
-            result = self.definitions().resolve_job_def("nightly").execute_in_process(
+            result = defs.resolve_job_def(job).execute_in_process(
                 instance=instance, raise_on_error=raise_on_error, tags=tags)
         return PipelineRun(result.success, result, self.workspace)
 
@@ -123,7 +126,7 @@ class TwoNights:
         self.root = root
         self.pipeline = NightlyPipeline(root / "exports", root / "data")
         night1(self.pipeline.export_dir)
-        self.run1 = self.pipeline.run()
+        self.run1 = self.pipeline.run(with_reports=True)  # the whole job once: the lineage snapshot reads it
         assert self.run1.success
         self.night1_dir = root / "after_night1"
         self.snapshot(self.night1_dir)

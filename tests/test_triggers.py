@@ -82,6 +82,8 @@ def test_schedule_runs_when_deliveries_reference_files_or_parameters_changed(two
 
 def test_sensor_starts_a_run_for_new_or_changed_manifests_only(tmp_path):
     pipeline = NightlyPipeline(tmp_path / "exports", tmp_path / "data")
+    empty = sense(pipeline.workspace)
+    assert empty.run_requests == [] and "no deliveries" in empty.skip_message
     night1(pipeline.export_dir)
     first = sense(pipeline.workspace)
     expected = fingerprint.manifests_fingerprint(pipeline.export_dir)

@@ -122,6 +122,8 @@ def new_delivery_sensor(context: dg.SensorEvaluationContext, workspace: Workspac
     export_root = Path(workspace.export_dir)
     if not export_root.is_dir():
         return dg.SkipReason(f"export root {export_root} does not exist")
+    if not discover_manifests(export_root):
+        return dg.SkipReason(f"no deliveries (manifest.json) under {export_root}")
     current = fingerprint.manifests_fingerprint(export_root)
     if context.cursor == current:
         return dg.SkipReason("no new or changed manifest.json since the last check")

@@ -3,6 +3,7 @@
 Parameters reach SQL in two ways, both set by :func:`apply_parameters`:
 scalars as DuckDB variables (``getvariable('norm_score')``) and tables in the
 ``config`` schema (instruments, reliable-change constants, indicator targets).
+Rules shared by several models are TEMP macros from ``sql/macros/``.
 Every run records the flattened values and their hash.
 """
 from __future__ import annotations
@@ -17,10 +18,11 @@ from typing import Any
 
 import yaml
 
-from rom_pipeline.paths import PACKAGE_DIR, SCHEMAS_DIR
+from rom_pipeline.paths import PACKAGE_DIR, SCHEMAS_DIR, SQL_DIR
 
 DEFAULTS_FILE = PACKAGE_DIR / "parameters.yaml"
 INSTRUMENTS_FILE = SCHEMAS_DIR / "instruments.yaml"
+MACROS_DIR = SQL_DIR / "macros"
 
 
 def _deep_merge(base: dict, override: dict) -> dict:
@@ -87,6 +89,8 @@ def apply_parameters(con, params: Parameters) -> None:
     for name, value in params.scalars.items():
         con.execute(f"SET VARIABLE {name} = ?", [value])
     con.execute("SET VARIABLE publish_therapist_level = ?", [publish_therapist_level()])
+    for macro_file in sorted(MACROS_DIR.glob("*.sql")):
+        con.execute(macro_file.read_text())
     con.execute("CREATE SCHEMA IF NOT EXISTS config")
     rc = params.tree["reliable_change"]["instruments"]
     instrument_rows = [

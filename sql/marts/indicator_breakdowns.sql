@@ -83,14 +83,7 @@ SELECT
     s.n < getvariable('min_n') OR coalesce(th.n_therapists < 2, false) AS suppressed,
     -- extras
     t.target,
-    CASE
-        WHEN s.value IS NULL OR t.target IS NULL THEN NULL
-        WHEN t.comparator = '>=' THEN s.value >= t.target
-        WHEN t.comparator = '>' THEN s.value > t.target
-        WHEN t.comparator = '<=' THEN s.value <= t.target
-        WHEN t.comparator = '<' THEN s.value < t.target
-        ELSE error('indicator target of ' || s.indicator || ' has an unknown comparator: ' || t.comparator)
-    END AS target_met,
+    meets_target(s.value, t.comparator, t.target) AS target_met,
     s.numerator,
     s.sd,
     s.ci_method,

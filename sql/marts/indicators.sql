@@ -50,14 +50,7 @@ SELECT
     s.ci_low,
     s.ci_high,
     t.target,
-    CASE
-        WHEN s.value IS NULL OR t.target IS NULL THEN NULL
-        WHEN t.comparator = '>=' THEN s.value >= t.target
-        WHEN t.comparator = '>' THEN s.value > t.target
-        WHEN t.comparator = '<=' THEN s.value <= t.target
-        WHEN t.comparator = '<' THEN s.value < t.target
-        ELSE error('indicator target of ' || s.indicator || ' has an unknown comparator: ' || t.comparator)
-    END AS target_met,
+    meets_target(s.value, t.comparator, t.target) AS target_met,
     s.n < getvariable('min_n') AS suppressed,
     -- extras
     t.comparator AS target_comparator,

@@ -21,7 +21,7 @@ def _run(args: argparse.Namespace) -> int:
         os.environ["ROM_DATA_DIR"] = str(Path(args.data_dir).resolve())
     from rom_pipeline.run import run_pipeline  # imports Dagster: keep `--help` fast
 
-    return run_pipeline(quiet=args.quiet)
+    return run_pipeline(quiet=args.quiet, reports=not args.no_reports)
 
 
 def _dictionary(args: argparse.Namespace) -> int:
@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--export-dir", help="root of the deliveries (default: $ROM_EXPORT_DIR or the bundled sample)")
     run.add_argument("--data-dir", help="work and publish folder (default: $ROM_DATA_DIR or ./data)")
     run.add_argument("--quiet", action="store_true", help="only the summary")
+    run.add_argument("--no-reports", action="store_true",
+                     help="publish the warehouse and CSV exports, leave $ROM_DATA_DIR/reports as it was (faster)")
     run.set_defaults(func=_run)
 
     dictionary = commands.add_parser("dictionary", help="regenerate docs/data-dictionary.md from schemas/")

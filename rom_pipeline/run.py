@@ -2,14 +2,59 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import dagster as dg
 import duckdb
 
+
+def demo_key_in_use() -> bool:
+    return (not os.environ.get("ROM_PSEUDONYM_KEY")
+            and os.environ.get("ROM_DEMO", "") not in ("", "0", "false"))
+
+
+def preflight() -> str | None:
+    """Why the run must not start (a message naming the problem), or None. Writes nothing.
+
+    No ROM_PSEUDONYM_KEY outside demo mode (or one that is too short); an encryption
+    key for a DuckDB that cannot write encrypted files.
+    """
+    from rom_pipeline.defs.publish.warehouse import ENCRYPTION_HELP, can_write_encrypted
+    from rom_pipeline.lib.pseudonym import MissingKey, check_key
+
+    if not demo_key_in_use():
+        try:
+            check_key(os.environ.get("ROM_PSEUDONYM_KEY"))
+        except MissingKey as exc:
+            return str(exc)
+    if os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY") and not can_write_encrypted():
+        return ENCRYPTION_HELP
+    return None
+
+
+def _export_root_problem(export_dir) -> str | None:
+    if not export_dir.is_dir():
+        what = "is a file, not a folder" if export_dir.exists() else "does not exist"
+        return f"the export root {export_dir} (ROM_EXPORT_DIR) {what}: no delivery can be read"
+    return None
+
+
+def _problem_hint(message: str, data_dir) -> str | None:
+    """A plain sentence for failures whose cause is the machine, not the data."""
+    if "No space left on device" in message or "Errno 28" in message:
+        return f"the disk holding {data_dir} is full (No space left on device): free space, then run again"
+    return None
+
+
 def summarise(warehouse_path) -> str:
-    con = duckdb.connect(str(warehouse_path), read_only=True)
+    from rom_pipeline.defs.publish.warehouse import attach_options
+
+    con = duckdb.connect()
     try:
+        options = attach_options(os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY") or None)
+        con.execute(f"ATTACH '{str(warehouse_path).replace(chr(39), chr(39) * 2)}' AS warehouse ({options})")
+        con.execute("USE warehouse")
         lines = ["deliveries:"]
         for status, n in con.execute(
                 "SELECT status, count(*) FROM audit.deliveries GROUP BY status ORDER BY status").fetchall():
@@ -27,17 +72,33 @@ def summarise(warehouse_path) -> str:
         con.close()
 
 
-def run_pipeline(quiet: bool = False) -> int:
+def _job(reports: bool):
+    """The nightly job, or (``reports=False``) the same job without the reports group."""
     from rom_pipeline.definitions import defs, nightly_job
+
+    if reports:
+        return defs.resolve_job_def(nightly_job.name)
+    without = dg.define_asset_job(f"{nightly_job.name}_without_reports", tags=nightly_job.tags,
+                                  selection=dg.AssetSelection.all() - dg.AssetSelection.groups("reports"),
+                                  executor_def=dg.in_process_executor)
+    return dg.Definitions.merge(defs, dg.Definitions(jobs=[without])).resolve_job_def(without.name)
+
+
+def run_pipeline(quiet: bool = False, reports: bool = True) -> int:
     from rom_pipeline.resources import resolved_paths
 
     logging.getLogger("dagster").setLevel(logging.WARNING)
     export_dir, data_dir = resolved_paths()
     warehouse_path = data_dir / "warehouse.duckdb"
+    problem = preflight() or _export_root_problem(export_dir)
+    if problem:
+        print(f"rom-pipeline run: NOT started: {problem}", file=sys.stderr)
+        return 2
+    demo = demo_key_in_use()  # cli.py prints the demo banner before the run; run.py repeats it at the end
     print(f"rom-pipeline run: deliveries from {export_dir}\n"
           f"                  work and results in {data_dir}", flush=True)
     with dg.DagsterInstance.ephemeral() as instance:
-        job = defs.resolve_job_def(nightly_job.name)
+        job = _job(reports)
         result = job.execute_in_process(
             instance=instance, raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}},
@@ -49,9 +110,25 @@ def run_pipeline(quiet: bool = False) -> int:
                 while error.cause is not None:  # the root cause says what went wrong, not the wrapper
                     error = error.cause
                 print(f"FAILED {event.step_key}: {error.message.strip()[:800]}", file=sys.stderr)
-        print("rom-pipeline run: NOT published; the previous warehouse (if any) is unchanged.", file=sys.stderr)
+                hint = _problem_hint(error.message, data_dir)
+                if hint:
+                    print(f"rom-pipeline run: {hint}", file=sys.stderr)
+        published = any(e.event_type_value == "STEP_SUCCESS" and e.step_key == "publish__warehouse"
+                        for e in result.all_events)
+        if published:  # a later step (CSV exports, reports) failed
+            print(f"rom-pipeline run: the warehouse WAS published ({warehouse_path}); a later step failed.",
+                  file=sys.stderr)
+        else:
+            print("rom-pipeline run: NOT published; the previous warehouse (if any) is unchanged.", file=sys.stderr)
         return 1
     print(summarise(warehouse_path))
+    if demo:
+        print("DEMO MODE: published with the PUBLIC demo key: the pseudonyms protect nothing "
+              "(set ROM_PSEUDONYM_KEY for real data).", file=sys.stderr)
+    if os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY"):
+        print(f"\nPublished: {warehouse_path} (encrypted at rest: attach it read-only with its key, "
+              f"see README, 'Encryption at rest')")
+        return 0
     print(f"\nPublished: {warehouse_path}\n"
           f"Query it read-only, e.g.:\n"
           f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{warehouse_path}', read_only=True)"

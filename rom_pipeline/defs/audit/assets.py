@@ -14,7 +14,8 @@ from pathlib import Path
 import dagster as dg
 
 from rom_pipeline.defs.audit import fingerprint
-from rom_pipeline.defs.audit.trail import FIGURE_SOURCES, RunInfo, record_trail, start_run
+from rom_pipeline.defs.audit.trail import (FIGURE_SOURCES, RunInfo, record_trail, settle_interrupted_publish,
+                                           start_run)
 from rom_pipeline.defs.sql_asset import DUCKDB_POOL, OWNERS, model_metadata, table_metadata
 from rom_pipeline.lib.sqlfiles import SqlModel
 from rom_pipeline.paths import SQL_DIR
@@ -67,6 +68,18 @@ def run_info(run_id: str, tags: dict, workspace: Workspace) -> RunInfo:
         manifests_fingerprint=fingerprint.manifests_fingerprint(export_root))
 
 
+def _published_run_id(workspace: Workspace, log) -> str | None:
+    """The run the published warehouse says published it (None if there is none or it cannot be read)."""
+    from rom_pipeline.defs.triggers import last_publish
+
+    try:
+        last = last_publish(workspace)
+    except Exception as exc:  # noqa: BLE001 - only a hint for settling an interrupted run
+        log.warning(f"could not read the published warehouse's audit.runs ({exc.__class__.__name__})")
+        return None
+    return last.run_id if last else None
+
+
 def ensure_run_recorded(con, context: dg.AssetExecutionContext, workspace: Workspace) -> int:
     """The run's row in audit.runs (created here when a partial run skipped audit/runs)."""
     return start_run(con, run_info(context.run.run_id, context.run.tags, workspace))
@@ -86,7 +99,11 @@ def ensure_run_recorded(con, context: dg.AssetExecutionContext, workspace: Works
 )
 def runs(context: dg.AssetExecutionContext, workspace: Workspace) -> dg.MaterializeResult:
     info = run_info(context.run.run_id, context.run.tags, workspace)
+    published = _published_run_id(workspace, context.log)
     with workspace.connect() as con:
+        if settle_interrupted_publish(con, published):
+            context.log.warning(f"run {published} was stopped right after it swapped the warehouse in: "
+                                "recorded as published")
         seq = start_run(con, info)
         metadata = table_metadata(con, "audit.runs")
     context.log.info(f"run {seq}: code {info.code_version}, parameters {info.parameters_sha256[:12]}, "

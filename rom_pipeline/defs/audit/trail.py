@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from rom_pipeline.defs.audit.pending import PENDING_DDL, clear_pending, read_scope
 from rom_pipeline.lib.sqlfiles import SqlModel
@@ -385,21 +385,48 @@ def record_trail(con, run_id: str) -> dict[str, int]:
 
 
 @contextmanager
-def publishing(con, run_id: str, refresh: str | None = None, concerns: list[str] | None = None) -> Iterator[None]:
-    """Around the warehouse swap: the run is 'published' in the copy; 'failed' if the swap fails.
+def publishing(con, run_id: str, refresh: str | None = None,
+               concerns: list[str] | None = None) -> Iterator[Callable[..., None]]:
+    """Around the warehouse swap: the run is 'published' in the copy and, after the swap, here.
 
-    On success the pending concerns are cleared: the next night compares with this publish.
+    The block gets ``mark_published(connection, database)``: publishing calls it on the
+    copy (``database="pub"``) before closing it, so the published ``audit.runs`` says
+    'published'. The work database says so only once the block has swapped the file in:
+    a run killed before the swap stays 'running' here, the next run marks it
+    'incomplete' (its trail rows are collected) and recomputes what it had pending.
+    'failed' if the block raises. On success the pending concerns are cleared: the next
+    night compares with this publish.
     """
     ensure_tables(con)
     _run_seq(con, run_id)
     if con.execute("SELECT figures_new IS NULL FROM audit.runs WHERE run_id = ?", [run_id]).fetchone()[0]:
         record_trail(con, run_id)  # a partial run that skipped the audit-trail step: nothing published untraced
-    con.execute("UPDATE audit.runs SET status = 'published', finished_at = now(), refresh = ?, "
-                "concerns_recomputed = ? WHERE run_id = ?",
-                [refresh, json.dumps(concerns) if concerns is not None else None, run_id])
+    finished_at = con.execute("SELECT now()").fetchone()[0]
+    values = [finished_at, refresh, json.dumps(concerns) if concerns is not None else None, run_id]
+
+    def mark_published(connection, database: str | None = None) -> None:
+        table = f"{database}.audit.runs" if database else "audit.runs"
+        connection.execute(f"UPDATE {table} SET status = 'published', finished_at = ?, refresh = ?, "
+                           "concerns_recomputed = ? WHERE run_id = ?", values)
+
     try:
-        yield
+        yield mark_published
     except BaseException:
-        con.execute("UPDATE audit.runs SET status = 'failed', finished_at = now() WHERE run_id = ?", [run_id])
+        try:
+            con.execute("UPDATE audit.runs SET status = 'failed', finished_at = now() WHERE run_id = ?", [run_id])
+        except Exception:  # noqa: BLE001 - e.g. the disk is full: the first error is the one to report
+            pass
         raise
+    mark_published(con)
     clear_pending(con)
+
+
+def settle_interrupted_publish(con, published_run_id: str | None) -> bool:
+    """A run killed between the swap and its own record: the published warehouse says it published.
+
+    Called before :func:`start_run` marks unfinished runs 'incomplete'. True if a run was settled.
+    """
+    if not published_run_id or not _exists(con, "audit.runs"):
+        return False
+    return con.execute("UPDATE audit.runs SET status = 'published', finished_at = coalesce(finished_at, now()) "
+                       "WHERE run_id = ? AND status = 'running'", [published_run_id]).fetchone()[0] > 0

@@ -7,6 +7,7 @@ import dagster as dg
 from rom_pipeline.defs.audit.assets import ensure_run_recorded
 from rom_pipeline.defs.audit.pending import read_scope
 from rom_pipeline.defs.audit.trail import publishing
+from rom_pipeline.defs.publish.exports import csv_exports
 from rom_pipeline.defs.publish.warehouse import load_spec, publish_warehouse
 from rom_pipeline.defs.sql_asset import DUCKDB_POOL, OWNERS
 from rom_pipeline.resources import Workspace
@@ -40,11 +41,12 @@ def warehouse(context: dg.AssetExecutionContext, workspace: Workspace) -> dg.Mat
     with workspace.connect() as con:
         ensure_run_recorded(con, context, workspace)
         scope = read_scope(con)
-        # audit.runs says 'published' in the copy; 'failed' if the swap fails; pending concerns cleared after.
+        # audit.runs says 'published' in the copy, and in work.duckdb once swapped in; 'failed' if it fails.
         with publishing(con, context.run.run_id, refresh="full" if scope.full else "incremental",
-                        concerns=list(scope.concerns)):
+                        concerns=list(scope.concerns)) as mark_published:
             path = publish_warehouse(con, workspace.warehouse_path, PUBLISHED,
-                                     encryption_key=os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY") or None)
+                                     encryption_key=os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY") or None,
+                                     finalise=mark_published)
     context.log.info(f"published {path}")
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(path)),
@@ -55,4 +57,4 @@ def warehouse(context: dg.AssetExecutionContext, workspace: Workspace) -> dg.Mat
     })
 
 
-ASSETS = [warehouse]
+ASSETS = [warehouse, csv_exports]

@@ -3,7 +3,19 @@
 A reader holding ``warehouse.duckdb`` open keeps reading the file it opened (the
 swap replaces the directory entry, not the bytes under an open handle); the
 next connection sees the new warehouse whole. A run that dies before the swap
-leaves the published file exactly as it was.
+leaves the published file exactly as it was; a build that fails (a full disk)
+removes its half-built file. The pipeline never opens ``warehouse.duckdb`` for
+writing (docs/reliability.md: tests/test_faults.py, tests/test_readers.py).
+
+Encryption at rest: with ``ROM_WAREHOUSE_ENCRYPTION_KEY`` the new file is written
+with DuckDB's ``ENCRYPTION_KEY`` (AES-GCM-256). DuckDB 2.0 writes encrypted files
+only with the OpenSSL crypto of its ``httpfs`` extension; without it publishing
+fails with :class:`EncryptionUnavailable` (never an unencrypted file instead).
+Reading an encrypted warehouse needs no extension.
+
+Test hook: ``ROM_FAULT_INJECT`` = ``mid_build`` / ``before_swap`` / ``after_swap``
+ends the process (``os._exit(137)``, like SIGKILL: nothing is cleaned up) at that
+point of publishing. Only tests set it (tests/test_faults.py).
 
 What is published, and how each column is described and masked, is
 ``schemas/warehouse.yaml``: the same file generates the data dictionary.
@@ -13,12 +25,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
 from rom_pipeline.paths import SCHEMAS_DIR
 
 WAREHOUSE_SPEC = SCHEMAS_DIR / "warehouse.yaml"
+FAULT_ENV = "ROM_FAULT_INJECT"
+FAULT_POINTS = ("mid_build", "before_swap", "after_swap")
 
 
 @dataclass(frozen=True)
@@ -97,21 +112,128 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def publish_warehouse(con, target: Path, tables: list[PublishedTable], encryption_key: str | None = None) -> Path:
-    """Build ``target`` anew from the work database and swap it in atomically."""
-    check_against_work(con, tables)
-    building = target.with_name(f".{target.name}.building")
+class EncryptionUnavailable(RuntimeError):
+    pass
+
+
+ENCRYPTION_HELP = (
+    "ROM_WAREHOUSE_ENCRYPTION_KEY is set, but this DuckDB cannot write encrypted files: DuckDB 2.0 encrypts "
+    "only with the OpenSSL crypto of its httpfs extension, which is not installed here. Install it once "
+    "(`python -c \"import duckdb; duckdb.sql('INSTALL httpfs')\"` on a machine that can reach DuckDB's "
+    "extension repository, or copy httpfs.duckdb_extension into ~/.duckdb/extensions/<version>/<platform>/), "
+    "or unset ROM_WAREHOUSE_ENCRYPTION_KEY and rely on disk encryption. Nothing was published.")
+
+
+def _fault(point: str) -> None:
+    """Test hook: die here, as a SIGKILL would, when ROM_FAULT_INJECT names this point."""
+    if os.environ.get(FAULT_ENV) == point:
+        os._exit(137)
+
+
+def load_secure_crypto(con) -> bool:
+    """Load httpfs (OpenSSL crypto) if it is installed; never downloads. True when loaded.
+
+    Without this, DuckDB's ATTACH ... (ENCRYPTION_KEY) tries to download httpfs by itself
+    (autoinstall): turned off here, the pipeline makes no network connection.
+    """
+    import duckdb
+
+    con.execute("SET autoinstall_known_extensions = false")
+    try:
+        con.execute("LOAD httpfs")
+        return True
+    except duckdb.Error:
+        return False
+
+
+def can_write_encrypted() -> bool:
+    """Whether this DuckDB can write an encrypted database (tried on a throw-away file with a dummy key)."""
+    import tempfile
+
+    import duckdb
+
+    with tempfile.TemporaryDirectory() as folder:
+        con = duckdb.connect()
+        try:
+            load_secure_crypto(con)
+            con.execute(f"ATTACH {_sql_text(str(Path(folder) / 'probe.duckdb'))} AS probe "
+                        "(ENCRYPTION_KEY 'probe-key-not-a-secret')")
+            con.execute("DETACH probe")
+            return True
+        except duckdb.Error:
+            return False
+        finally:
+            con.close()
+
+
+def attach_options(encryption_key: str | None, read_only: bool = True) -> str:
+    """The options of ``ATTACH '<warehouse>' AS ... (<options>)`` for a reader of the published warehouse."""
+    options = ["READ_ONLY"] if read_only else []
+    if encryption_key:
+        options.append(f"ENCRYPTION_KEY {_sql_text(encryption_key)}")
+    return ", ".join(options)
+
+
+def _attach_building(con, building: Path, encryption_key: str | None) -> None:
+    import duckdb
+
+    if not encryption_key:
+        con.execute(f"ATTACH {_sql_text(str(building))} AS pub")
+        return
+    load_secure_crypto(con)
+    try:
+        con.execute(f"ATTACH {_sql_text(str(building))} AS pub (ENCRYPTION_KEY {_sql_text(encryption_key)})")
+    except duckdb.Error as exc:
+        message = str(exc).replace(encryption_key, "***")  # never let the key reach a log
+        if "crypto module" in message:
+            raise EncryptionUnavailable(ENCRYPTION_HELP) from None
+        raise EncryptionUnavailable(f"cannot create the encrypted warehouse: {message}") from None
+
+
+def _detach_quietly(con) -> None:
+    """DETACH after a failure; its own error (e.g. the disk is still full) must not hide the first."""
+    try:
+        con.execute("DETACH pub")
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _remove_building(building: Path) -> None:
     for leftover in (building, building.with_name(building.name + ".wal")):
         leftover.unlink(missing_ok=True)
-    options = f" (ENCRYPTION_KEY {_sql_text(encryption_key)})" if encryption_key else ""
-    con.execute(f"ATTACH {_sql_text(str(building))} AS pub{options}")
+
+
+def publish_warehouse(con, target: Path, tables: list[PublishedTable], encryption_key: str | None = None,
+                      finalise: Callable[[object, str], None] | None = None) -> Path:
+    """Build ``target`` anew from the work database and swap it in atomically.
+
+    ``finalise(con, "pub")`` runs after the tables are copied, before the file is
+    closed: the audit trail marks the run published in the copy (the work database
+    says so only once the swap is done).
+    """
+    check_against_work(con, tables)
+    building = target.with_name(f".{target.name}.building")
+    _remove_building(building)  # a run that died while building left it
     try:
-        for table in tables:
-            _copy_table(con, table)
-        con.execute("CHECKPOINT pub")
-    finally:
+        _attach_building(con, building, encryption_key)
+        try:
+            for i, table in enumerate(tables):
+                _copy_table(con, table)
+                if i == 0:
+                    _fault("mid_build")
+            if finalise is not None:
+                finalise(con, "pub")
+            con.execute("CHECKPOINT pub")
+        except BaseException:
+            _detach_quietly(con)
+            raise
         con.execute("DETACH pub")
-    _fsync(building)
+        _fsync(building)
+    except BaseException:
+        _remove_building(building)  # e.g. a full disk: leave no half-built file behind
+        raise
+    _fault("before_swap")
     os.replace(building, target)
     _fsync(target.parent)
+    _fault("after_swap")
     return target

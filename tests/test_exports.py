@@ -1,0 +1,122 @@
+"""CSV exports safe to open in a spreadsheet (issue 6): the neutralising rule, and the exports of a real run.
+
+The end-to-end part reads the shared baseline night (tests/cli_runs.py), whose concern C001 delivered
+location L01 with the name =HYPERLINK("http://x","y").
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from decimal import Decimal
+
+import duckdb
+import pytest
+from cli_runs import HYPERLINK_NAME, baseline, connect_warehouse
+
+from rom_pipeline.defs.publish.exports import CSV_DIR_NAME, exported_tables, write_csv_exports
+from rom_pipeline.defs.publish.warehouse import load_spec
+from rom_pipeline.lib.spreadsheet import neutralise, neutralise_text
+
+
+@pytest.mark.parametrize("cell, expected", [
+    ('=HYPERLINK("http://x","y")', '\'=HYPERLINK("http://x","y")'),
+    ("+1", "'+1"),
+    ("-cmd", "'-cmd"),
+    ("-5", "'-5"),                      # text that looks like a number, in a text column: neutralised too
+    ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+    ("\t=1", "'\t=1"),
+    ("\r=1", "'\r=1"),
+    ("\uff1d1+1", "'\uff1d1+1"),        # full-width equals sign
+    ("Utrecht", "Utrecht"),
+    ("Den Haag - Centrum", "Den Haag - Centrum"),  # a sign inside the text is harmless
+    (" =1", " =1"),                     # only the first character counts
+    ("'=1", "'=1"),                     # already text
+    ("", ""),
+])
+def test_text_cells_that_a_spreadsheet_would_run_get_a_leading_apostrophe(cell, expected):
+    assert neutralise(cell) == expected
+    assert neutralise_text(cell) == expected
+
+
+@pytest.mark.parametrize("value", [None, -5, -0.25, 0, 3.5, Decimal("-1.5"), True, dt.date(2025, 1, 1)])
+def test_numbers_dates_booleans_and_null_are_left_alone(value):
+    assert neutralise(value) is value
+
+
+def test_the_rule_runs_inside_duckdb_unchanged():
+    """The exporter applies the function to VARCHAR columns in SQL; NULL stays NULL."""
+    con = duckdb.connect()
+    con.create_function("n", neutralise_text, ["VARCHAR"], "VARCHAR", side_effects=False)
+    rows = con.execute("SELECT n(x) FROM (VALUES ('=1'), ('-cmd'), ('ok'), (NULL)) AS t(x)").fetchall()
+    assert rows == [("'=1",), ("'-cmd",), ("ok",), (None,)]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return baseline(tmp_path_factory)
+
+
+def _read(path):
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_run_writes_one_csv_per_published_marts_table(base):
+    folder = base.data_dir / CSV_DIR_NAME
+    expected = {f"{t.name}.csv" for t in exported_tables(load_spec())}
+    assert expected and {p.name for p in folder.iterdir()} == expected
+    con = connect_warehouse(base.data_dir / "warehouse.duckdb")
+    for name in expected:
+        table = name[: -len(".csv")]
+        rows = _read(folder / name)
+        assert len(rows) == con.execute(f"SELECT count(*) FROM {table}").fetchone()[0], name
+        columns = [r[0] for r in con.execute(f"SELECT * FROM {table} LIMIT 0").description]
+        assert list(rows[0]) == columns if rows else True
+
+
+def test_a_formula_in_a_location_name_reaches_the_csv_as_text(base):
+    rows = _read(base.data_dir / CSV_DIR_NAME / "marts.episode_outcomes.csv")
+    names = {r["location_name"] for r in rows if r["concern_id"] == "C001" and r["location_id"] == "L01"}
+    assert names == {"'" + HYPERLINK_NAME}
+    # Every text cell of every file: none starts like a formula (numbers and blanks aside).
+    for path in (base.data_dir / CSV_DIR_NAME).glob("*.csv"):
+        for row in _read(path):
+            for column, cell in row.items():
+                if cell[:1] in ("=", "+", "@", "\t", "\r"):
+                    pytest.fail(f"{path.name} {column}: {cell!r}")
+                if cell.startswith("-"):
+                    float(cell)  # only a number may start with '-' (a negative value of a numeric column)
+    neutralised = sum(cell.startswith("'") for path in (base.data_dir / CSV_DIR_NAME).glob("*.csv")
+                      for row in _read(path) for cell in row.values())
+    files = list((base.data_dir / CSV_DIR_NAME).glob("*.csv"))
+    print(f"\nexports: {len(files)} files, {sum(len(_read(p)) for p in files)} rows, {neutralised} cells neutralised")
+    # The warehouse itself keeps the name as delivered (the apostrophe is for spreadsheets only).
+    con = connect_warehouse(base.data_dir / "warehouse.duckdb")
+    assert con.execute("SELECT DISTINCT location_name FROM marts.episode_outcomes WHERE concern_id = 'C001' "
+                       "AND location_id = 'L01'").fetchall() == [(HYPERLINK_NAME,)]
+
+
+def test_negative_numbers_stay_numbers(base):
+    rows = _read(base.data_dir / CSV_DIR_NAME / "marts.episode_outcomes.csv")
+    negative = [r["pct_improvement"] for r in rows if r["pct_improvement"].startswith("-")]
+    assert negative and all(float(v) < 0 for v in negative)
+
+
+def test_the_csv_carries_the_warehouse_suppression(base):
+    con = connect_warehouse(base.data_dir / "warehouse.duckdb")
+    min_n = int(float(con.execute("SELECT value FROM config.parameters WHERE name = 'min_n'").fetchone()[0]))
+    rows = _read(base.data_dir / CSV_DIR_NAME / "marts.indicators.csv")
+    suppressed = [r for r in rows if r["suppressed"] == "true"]
+    assert suppressed and all(r["value"] == "" and r["ci_low"] == "" and r["target_met"] == "" for r in suppressed)
+    assert not [r for r in rows if r["n"] and 1 <= int(r["n"]) <= 4]
+    assert all(r["n"] and int(r["n"]) >= min_n for r in rows if r["suppressed"] == "false")
+    assert "therapist" not in {r["level"] for r in rows}
+
+
+def test_an_encrypted_warehouse_gets_no_plain_text_copy(base, tmp_path):
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    (folder / "marts.indicators.csv").write_text("old plain text\n")
+    result = write_csv_exports(base.data_dir / "warehouse.duckdb", folder, load_spec(), encryption_key="k" * 20)
+    assert result.skipped_reason and "encrypted" in result.skipped_reason
+    assert result.removed == ["marts.indicators.csv"] and not list(folder.iterdir())

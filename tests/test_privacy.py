@@ -25,7 +25,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from cli_runs import cli_env, client_ids, connect_warehouse, generate, run_cli, table_names
+from cli_runs import cli_command, cli_env, client_ids, connect_warehouse, generate, run_cli, table_names
 from conftest import WITHOUT_REPORTS
 
 from rom_pipeline.defs.publish.warehouse import can_write_encrypted, load_spec
@@ -154,7 +154,25 @@ def _dagster_home():
 
 
 @pytest.fixture(scope="module")
-def scanned(tmp_path_factory):
+def tiny_export(tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp("tiny") / "exports", concerns=1, episodes=30, seed=5,
+                    extra_reference_concerns=1)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tiny_export, tmp_path_factory):
+    """`rom-pipeline run --demo` without a key, started in the background (it runs beside the scan's nights)."""
+    data = tmp_path_factory.mktemp("demo") / "data"
+    process = subprocess.Popen(cli_command("run", "--demo", "--no-reports"), env=cli_env(tiny_export, data, key=None),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    yield process, data
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory, demo_run):
     root = tmp_path_factory.mktemp("privacy")
     exports = generate(root / "exports", episodes=120, seed=11, defect_rate=0.05)
     _append_malformed_episode(exports / "C001" / "2026-11-21")
@@ -279,12 +297,6 @@ def test_the_shared_warehouse_has_no_therapist_level_results(scanned):
 # --- the key and demo mode through the command line -------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_export(tmp_path_factory) -> Path:
-    return generate(tmp_path_factory.mktemp("tiny") / "exports", concerns=1, episodes=30, seed=5,
-                    extra_reference_concerns=1)
-
-
 @pytest.mark.parametrize("key, message", [(None, "ROM_PSEUDONYM_KEY is not set"),
                                           ("too-short", "ROM_PSEUDONYM_KEY is shorter than 16")])
 def test_without_a_proper_key_the_command_line_refuses_to_run(tiny_export, tmp_path, key, message):
@@ -298,12 +310,12 @@ def test_without_a_proper_key_the_command_line_refuses_to_run(tiny_export, tmp_p
     assert not data.exists()  # nothing was written
 
 
-def test_demo_mode_runs_and_says_so_loudly(tiny_export, tmp_path):
-    data = tmp_path / "data"
-    result = run_cli(cli_env(tiny_export, data, key=None), "run", "--demo", "--no-reports")
-    assert result.returncode == 0, result.stderr
-    assert "DEMO MODE" in result.stdout and "PUBLIC demo key" in result.stdout  # before the run (cli.py)
-    assert "DEMO MODE" in result.stderr and "protect nothing" in result.stderr  # and after it (run.py)
+def test_demo_mode_runs_and_says_so_loudly(tiny_export, demo_run):
+    process, data = demo_run
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert "DEMO MODE" in stdout and "PUBLIC demo key" in stdout  # before the run (cli.py)
+    assert "DEMO MODE" in stderr and "protect nothing" in stderr  # and after it (run.py)
     con = duckdb.connect(str(data / "work.duckdb"), read_only=True)
     stored = {r[0] for r in con.execute("SELECT client_pseudonym FROM staging.episodes").fetchall()}
     assert stored <= {pseudonymise(i, DEMO_KEY.encode()) for i in client_ids(tiny_export)}

@@ -115,12 +115,13 @@ def test_clean_delivery_loads_every_row_typed(clean):
         ("C001", delivery, 1, "T1", "L1", "psychologist", False),
         ("C001", delivery, 2, "T2", "L2", "psychotherapist", True)]
     a, b = pseudonym("7700123401"), pseudonym("7700123402")
+    # therapist_id is NULL in the shared warehouse: beside the measurements it would give therapist results
     assert _rows(con, "SELECT * FROM staging.episodes WHERE concern_id = 'C001'") == [
-        ("C001", delivery, 1, "E1", a, "L1", "T1", "basic", "depression", "gp", D(2025, 1, 10), D(2025, 4, 10),
+        ("C001", delivery, 1, "E1", a, "L1", None, "basic", "depression", "gp", D(2025, 1, 10), D(2025, 4, 10),
          "completed", 12, 40, "female"),
-        ("C001", delivery, 2, "E2", b, "L2", "T2", "basic", "depression", "gp", D(2025, 2, 1), None, None,
+        ("C001", delivery, 2, "E2", b, "L2", None, "basic", "depression", "gp", D(2025, 2, 1), None, None,
          None, 4, "unknown"),
-        ("C001", delivery, 3, "E3", a, "L1", "T1", "specialised", "stress_burnout", "occupational_physician",
+        ("C001", delivery, 3, "E3", a, "L1", None, "specialised", "stress_burnout", "occupational_physician",
          D(2025, 5, 1), D(2025, 6, 30), "dropout", 500, 120, "other")]
     assert _rows(con, "SELECT * FROM staging.measurement_scores WHERE concern_id = 'C001'") == [
         ("C001", delivery, 1, "M1", "E1", "SCL90", D(2025, 1, 10), 0, "intake", 200.0, "delivered", None),
@@ -363,10 +364,15 @@ def test_concerns_with_the_same_ids_load_independently(pipeline):
         assert _rows(con, "SELECT concern_id, location_id, location_name FROM staging.locations "
                           "WHERE concern_id < 'C003' ORDER BY 1, 2") == [
             ("C001", "L1", "Utrecht"), ("C001", "L2", "Nijmegen"), ("C002", "L1", "Groningen")]
-        assert _rows(con, "SELECT concern_id, episode_id, therapist_id, start_date FROM staging.episodes "
+        assert _rows(con, "SELECT concern_id, episode_id, location_id, start_date FROM staging.episodes "
                           "ORDER BY 1, 2") == [
-            ("C001", "E1", "T1", D(2025, 1, 10)), ("C001", "E2", "T2", D(2025, 1, 10)),
-            ("C002", "E1", "T1", D(2025, 3, 1))]
+            ("C001", "E1", "L1", D(2025, 1, 10)), ("C001", "E2", "L2", D(2025, 1, 10)),
+            ("C002", "E1", "L1", D(2025, 3, 1))]
+    with run.work() as work:  # therapist ids are not published in a shared warehouse; they resolve per concern
+        assert _rows(work, "SELECT concern_id, episode_id, therapist_id FROM staging.episodes "
+                           "WHERE concern_id < 'C003' ORDER BY 1, 2") == [
+            ("C001", "E1", "T1"), ("C001", "E2", "T2"), ("C002", "E1", "T1")]
+    with run.warehouse() as con:
         assert _rows(con, "SELECT concern_id, file_name, source_row_number, reason, column_name "
                           "FROM audit.quarantine ORDER BY ALL") == [
             ("C002", "episodes.csv", 2, "unknown_reference", "location_id"),

@@ -87,7 +87,7 @@ def _job(reports: bool):
 def run_pipeline(quiet: bool = False, reports: bool = True) -> int:
     from rom_pipeline.resources import resolved_paths
 
-    logging.getLogger("dagster").setLevel(logging.WARNING)
+    logging.getLogger("dagster").setLevel(logging.CRITICAL)
     export_dir, data_dir = resolved_paths()
     warehouse_path = data_dir / "warehouse.duckdb"
     problem = preflight() or _export_root_problem(export_dir)

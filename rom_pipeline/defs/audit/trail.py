@@ -266,6 +266,17 @@ def record_published_figures(con, run_id: str) -> dict[str, int]:
 REMOVED_CELL_SHA256 = "sha256('removed')"
 
 
+def _set_digest(rows: str) -> str:
+    """SQL aggregate: a digest of a group of rows that does not depend on their order.
+
+    The sum of the rows' 64-bit hashes (plus their count) streams in constant memory, where an
+    ordered string_agg of every row's JSON held whole groups in memory and ran a national-scale
+    night out of memory. It only tells whether a group changed between runs (DuckDB's hash is
+    stable within a DuckDB version; an upgrade re-records every group once).
+    """
+    return f"sha256(sum(hash(to_json({rows})))::VARCHAR || '/' || count(*)::VARCHAR)"
+
+
 def record_figure_episodes(con, run_id: str, concerns: Sequence[str] | None = None) -> dict[str, int]:
     """Append the episodes of every unit and period whose episodes (or their scores) changed.
 
@@ -278,11 +289,9 @@ def record_figure_episodes(con, run_id: str, concerns: Sequence[str] | None = No
         "concern_id IN (" + ", ".join("'" + c.replace("'", "''") + "'" for c in concerns) + ")" if concerns else "false")
     con.execute(f"CREATE OR REPLACE TEMP TABLE cell_rows AS SELECT * FROM (\n"
                 f"{FIGURE_EPISODES_MODEL.text.strip().rstrip(';')}\n) AS cells WHERE {in_concerns}")
-    # (Two statements: DuckDB 2.0 plans the join of a CTE holding an ordered string_agg very slowly.)
-    con.execute("""
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE cell_hashes AS
-        SELECT unit_period_key,
-               sha256(string_agg(to_json(cell_rows)::VARCHAR, chr(10) ORDER BY episode_id)) AS cell_sha256
+        SELECT unit_period_key, {_set_digest('cell_rows')} AS cell_sha256
         FROM cell_rows GROUP BY unit_period_key""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE current_cells AS
@@ -331,10 +340,9 @@ def record_quarantine_log(con, run_id: str) -> dict[str, int]:
         FROM audit.deliveries AS d
         LEFT JOIN audit.quarantine AS q ON q.delivery_id = d.delivery_id
         WHERE d.status = 'current'""")
-    con.execute("""
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE quarantine_hashes AS
-        SELECT delivery_id, sha256(string_agg(to_json(quarantine_rows)::VARCHAR, chr(10)
-                                   ORDER BY file_name, source_row_number, reason, column_name)) AS delivery_sha256
+        SELECT delivery_id, {_set_digest('quarantine_rows')} AS delivery_sha256
         FROM quarantine_rows GROUP BY delivery_id""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE current_quarantine AS

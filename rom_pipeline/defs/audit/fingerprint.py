@@ -35,16 +35,24 @@ def _sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _sha256_or_unreadable(path: Path) -> str:
+    """A file's sha256, or a marker when it cannot be read: ingest rejects that delivery with the reason."""
+    try:
+        return sha256_of_file(path)
+    except OSError as exc:
+        return f"unreadable:{exc.__class__.__name__}"
+
+
 def manifest_entries(export_root: Path) -> list[tuple[str, str]]:
     """(relative path, sha256) of every manifest under the export root, sorted."""
-    return [(p.relative_to(export_root).as_posix(), sha256_of_file(p)) for p in discover_manifests(export_root)]
+    return [(p.relative_to(export_root).as_posix(), _sha256_or_unreadable(p)) for p in discover_manifests(export_root)]
 
 
 def reference_entries(export_root: Path) -> list[tuple[str, str]]:
     folder = export_root / REFERENCE_FOLDER
     if not folder.is_dir():
         return []
-    return [(p.relative_to(export_root).as_posix(), sha256_of_file(p)) for p in sorted(folder.glob("*.csv"))]
+    return [(p.relative_to(export_root).as_posix(), _sha256_or_unreadable(p)) for p in sorted(folder.glob("*.csv"))]
 
 
 def manifests_fingerprint(export_root: Path) -> str:

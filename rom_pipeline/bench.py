@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default="/tmp/rom_bench", help="where deliveries and results go")
     parser.add_argument("--runs", type=int, default=1, help="pipeline runs on the same deliveries")
     parser.add_argument("--fresh", action="store_true", help="drop earlier results before the first run")
+    parser.add_argument("--no-reports", action="store_true", help="time the warehouse without the reports")
     args = parser.parse_args(argv)
 
     bin_dir = Path(sys.executable).parent
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh and data.exists():
         shutil.rmtree(data)
     for run in range(1, args.runs + 1):
-        elapsed, peak, out = _timed([str(bin_dir / "rom-pipeline"), "run"], env)
+        command = [str(bin_dir / "rom-pipeline"), "run"] + (["--no-reports"] if args.no_reports else [])
+        elapsed, peak, out = _timed(command, env)
         steps = [line for line in out.splitlines() if line.startswith("[") and "done" in line]
         print(f"run {run}: {elapsed:.1f} s wall, peak RSS {peak:.0f} MB (max over the runs so far)")
         previous = 0.0

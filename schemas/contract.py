@@ -142,15 +142,3 @@ ITEM_RESPONSES = DataFrameSchema(
 FILES: dict[str, DataFrameSchema] = {
     s.name: s for s in (LOCATIONS, THERAPISTS, EPISODES, MEASUREMENTS, ITEM_RESPONSES)
 }
-
-
-def delivered_columns(file: str) -> list[str]:
-    """The header a delivered file must have (order free), as the contract lists it."""
-    return list(FILES[file].columns)
-
-
-def key_columns(file: str) -> list[str]:
-    schema = FILES[file]
-    if schema.unique:
-        return list(schema.unique)
-    return [name for name, col in schema.columns.items() if col.unique]

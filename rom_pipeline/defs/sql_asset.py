@@ -70,19 +70,20 @@ def refresh_metadata(con, table: str, scope: ConcernScope | None, rows: tuple[in
             "rows_deleted": rows[0], "rows_inserted": rows[1]}
 
 
-def build_model(con, model: SqlModel, per_concern: bool) -> dict:
-    """Build ``model``'s table (whole, or for the pending concerns only); returns refresh metadata."""
+def build_model(con, model: SqlModel, per_concern: bool, context: dict | None = None) -> dict:
+    """Build ``model``'s table (whole, or for the pending concerns only); returns refresh metadata.
+    ``context``: what the SQL is rendered with (the run's parameters)."""
     table = f"{model.layer}.{model.name}"
     if not per_concern:
-        model.build(con)
+        model.build(con, context=context)
         return refresh_metadata(con, table, None)
     scope = read_scope(con)
     if scope.full or not model.exists(con):
         if not scope.full:
             scope = ConcernScope(full=True, reason=f"{table} did not exist yet")
-        model.build(con)
+        model.build(con, context=context)
         return refresh_metadata(con, table, scope)
-    return refresh_metadata(con, table, scope, model.refresh_concerns(con, scope.concerns))
+    return refresh_metadata(con, table, scope, model.refresh_concerns(con, scope.concerns, context=context))
 
 
 def sql_model_asset(
@@ -110,7 +111,7 @@ def sql_model_asset(
     def _build(context: dg.AssetExecutionContext, workspace: Workspace) -> dg.MaterializeResult:
         table = f"{model.layer}.{model.name}"
         with workspace.connect() as con:
-            refresh = build_model(con, model, per_concern)
+            refresh = build_model(con, model, per_concern, {"params": workspace.parameters()})
             metadata = {**table_metadata(con, table), **model_metadata(model), **refresh}
         if column_lineage is not None:
             metadata["dagster/column_lineage"] = column_lineage

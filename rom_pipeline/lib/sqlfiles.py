@@ -13,6 +13,7 @@ some concerns only, from the same file, filtered on ``concern_id``
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -33,19 +34,26 @@ class SqlModel:
     def relative_path(self) -> str:
         return str(self.path.relative_to(PROJECT_DIR))
 
+    def render(self, context: dict | None = None) -> str:
+        """The model's SQL: the file rendered by Jinja with ``context`` (a file without Jinja
+        syntax renders to itself). ``params`` in the context is the run's Parameters; models
+        generated from the indicator catalogue read ``params.catalogue``."""
+        return _jinja().from_string(self.path.read_text()).render(**(context or default_context()))
+
     @property
     def text(self) -> str:
-        return self.path.read_text()
+        return self.render()
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        return hashlib.sha256(self.text.encode()).hexdigest()
 
-    def build(self, con, schema: str | None = None) -> int:
-        """(Re)create ``<schema>.<name>`` from the model in one statement; returns its row count."""
+    def build(self, con, schema: str | None = None, context: dict | None = None) -> int:
+        """(Re)create ``<schema>.<name>`` from the model in one statement; returns its row count.
+        ``context``: what the SQL is rendered with (default: the default parameters)."""
         target = f"{schema or self.layer}.{self.name}"
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema or self.layer}")
-        con.execute(f"CREATE OR REPLACE TABLE {target} AS\n{self.text}")
+        con.execute(f"CREATE OR REPLACE TABLE {target} AS\n{self.render(context)}")
         return con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
 
     def exists(self, con, schema: str | None = None) -> bool:
@@ -53,7 +61,8 @@ class SqlModel:
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
             "AND schema_name = ? AND table_name = ?", [schema or self.layer, self.name]).fetchone()[0] > 0
 
-    def refresh_concerns(self, con, concerns: Sequence[str], schema: str | None = None) -> tuple[int, int]:
+    def refresh_concerns(self, con, concerns: Sequence[str], schema: str | None = None,
+                         context: dict | None = None) -> tuple[int, int]:
         """Replace the rows of ``concerns`` only, from this model filtered on ``concern_id``.
 
         One transaction: a reader (or a crash) sees the old rows or the new ones, never
@@ -67,13 +76,26 @@ class SqlModel:
         try:
             deleted = con.execute(f"DELETE FROM {target} WHERE concern_id IN ({in_list})").fetchone()[0]
             inserted = con.execute(
-                f"INSERT INTO {target} BY NAME\nSELECT * FROM (\n{self.text.strip().rstrip(';')}\n) AS model\n"
+                f"INSERT INTO {target} BY NAME\nSELECT * FROM (\n{self.render(context).strip().rstrip(';')}\n) AS model\n"
                 f"WHERE model.concern_id IN ({in_list})").fetchone()[0]
             con.commit()
         except BaseException:
             con.rollback()
             raise
         return deleted, inserted
+
+
+def default_context() -> dict:
+    from rom_pipeline.config import load_parameters
+
+    return {"params": load_parameters()}
+
+
+@lru_cache(maxsize=1)
+def _jinja():
+    import jinja2
+
+    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
 def _sql_text(value: str) -> str:

@@ -29,13 +29,14 @@ STAGING_SCORES = ["staging", "measurement_scores"]
 
 INSTRUMENT_OUTCOMES_MODEL = SqlModel("outcomes", "instrument_outcomes")
 EPISODE_OUTCOMES_MODEL = SqlModel("marts", "episode_outcomes")
+INDICATOR_CONTRIBUTIONS_MODEL = SqlModel("outcomes", "indicator_contributions")
 INDICATOR_AGGREGATES_MODEL = SqlModel("marts", "indicator_aggregates")
 INDICATORS_MODEL = SqlModel("marts", "indicators")
 INDICATOR_BREAKDOWNS_MODEL = SqlModel("marts", "indicator_breakdowns")
 
 # In build order (each model reads only the ones before it and staging/config).
-MODELS = [INSTRUMENT_OUTCOMES_MODEL, EPISODE_OUTCOMES_MODEL, INDICATOR_AGGREGATES_MODEL,
-          INDICATORS_MODEL, INDICATOR_BREAKDOWNS_MODEL]
+MODELS = [INSTRUMENT_OUTCOMES_MODEL, EPISODE_OUTCOMES_MODEL, INDICATOR_CONTRIBUTIONS_MODEL,
+          INDICATOR_AGGREGATES_MODEL, INDICATORS_MODEL, INDICATOR_BREAKDOWNS_MODEL]
 
 
 def _key(model: SqlModel) -> dg.AssetKey:
@@ -78,9 +79,8 @@ EPISODE_OUTCOMES_LINEAGE = dg.TableColumnLineage(deps_by_column={
 
 _EPISODE_OUTCOMES = _key(EPISODE_OUTCOMES_MODEL)
 _AGGREGATES = _key(INDICATOR_AGGREGATES_MODEL)
-# What each indicator is computed from (design s2), per episode of marts.episode_outcomes.
-_INDICATOR_INPUTS = _from(_EPISODE_OUTCOMES, "is_closed", "has_complete_scores", "pct_improvement",
-                          "reliable_change", "end_reason", "satisfaction_post", "working_at_start", "working_at_end")
+# What each indicator is computed from: the contributions rendered from the catalogue.
+_INDICATOR_INPUTS = _from(_key(INDICATOR_CONTRIBUTIONS_MODEL), "indicator", "x")
 _UNIT_INPUTS = _from(_EPISODE_OUTCOMES, "concern_id", "location_id", "therapist_id")
 
 INDICATOR_AGGREGATES_LINEAGE = dg.TableColumnLineage(deps_by_column={
@@ -118,9 +118,17 @@ episode_outcomes = sql_model_asset(
                 "rule code, reliable change, case-mix attributes and the not-on-track flag of open episodes.",
     column_lineage=EPISODE_OUTCOMES_LINEAGE,
 )
+indicator_contributions = sql_model_asset(
+    INDICATOR_CONTRIBUTIONS_MODEL,
+    per_concern=True,  # an episode's contributions depend on its own outcome only
+    deps=[_EPISODE_OUTCOMES],
+    description="What every closed episode contributes to every indicator of the catalogue "
+                "(indicators.catalogue in parameters.yaml), NULL where it does not count: the one place "
+                "an episode's part in an indicator is computed, read by the statistics and the audit trail.",
+)
 indicator_aggregates = sql_model_asset(
     INDICATOR_AGGREGATES_MODEL,
-    deps=[_key(EPISODE_OUTCOMES_MODEL)],
+    deps=[_EPISODE_OUTCOMES, _key(INDICATOR_CONTRIBUTIONS_MODEL)],
     description="Every indicator per unit, period and case-mix category, per aggregation, with n and "
                 "95% confidence interval: the one place the indicator statistics are computed "
                 "(working table of marts.indicators and marts.indicator_breakdowns, not published).",
@@ -135,12 +143,13 @@ indicators = sql_model_asset(
 )
 indicator_breakdowns = sql_model_asset(
     INDICATOR_BREAKDOWNS_MODEL,
-    deps=[_key(INDICATOR_AGGREGATES_MODEL)],
+    deps=[_key(INDICATOR_AGGREGATES_MODEL), _EPISODE_OUTCOMES],
     description="Published indicators per location and concern by case mix (diagnosis group, referrer, "
                 "care type, trainee/experienced therapist, baseline severity), per quarter and year.",
 )
 
-ASSETS = [instrument_outcomes, episode_outcomes, indicator_aggregates, indicators, indicator_breakdowns]
+ASSETS = [instrument_outcomes, episode_outcomes, indicator_contributions, indicator_aggregates, indicators,
+          indicator_breakdowns]
 
 
 @dataclass(frozen=True)

@@ -93,4 +93,5 @@ def test_cli_prints_text_and_json(two_nights, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["n"] == 5 and doc["value"] == pytest.approx(NIGHT2_L1_MEAN)
     assert main([*args[:-4], "--indicator", "no_such_indicator"]) == 2
-    assert "has no figure" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "'no_such_indicator' is not an indicator" in err and "pct_complete, mean_improvement" in err

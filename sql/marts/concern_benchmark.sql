@@ -35,7 +35,9 @@ supplied_indicators AS (
 
 -- The concern's own value is the mean of its locations (seed 000), at year level.
 -- Suppressed figures (fewer than min_n episodes) are left out: a published z-score
--- must not rest on them.
+-- must not rest on them. So is a year that is still running (its export date lies
+-- before 31 December) unless benchmark_running_year is set: part of a year is not
+-- comparable with whole years.
 rom_indicators AS (
     SELECT
         i.concern_id,
@@ -53,6 +55,8 @@ rom_indicators AS (
       AND i.period_type = 'year'
       AND i.aggregation = 'mean_of_locations'
       AND NOT coalesce(i.suppressed, false)
+      -- A year still running is left out unless the deployment includes it.
+      AND (i.is_complete_period OR getvariable('benchmark_running_year'))
       AND i.concern_id IS NOT NULL
 ),
 

@@ -143,7 +143,7 @@ indicators = sql_model_asset(
 )
 indicator_breakdowns = sql_model_asset(
     INDICATOR_BREAKDOWNS_MODEL,
-    deps=[_key(INDICATOR_AGGREGATES_MODEL), _EPISODE_OUTCOMES],
+    deps=[_key(INDICATOR_AGGREGATES_MODEL)],
     description="Published indicators per location and concern by case mix (diagnosis group, referrer, "
                 "care type, trainee/experienced therapist, baseline severity), per quarter and year.",
 )

@@ -364,7 +364,7 @@ own_reasons AS (
                  THEN 'small_count' END,
             CASE WHEN th.n_therapists < getvariable('min_therapists_per_category')
                  THEN 'therapists_below_min' END
-        ) AS own_reason
+        ) AS reason
     FROM episode_intervals AS i
     LEFT JOIN therapists_per_experience AS th
       ON i.dimension = 'therapist_experience' AND th.concern_id = i.concern_id AND th.level = i.level
@@ -372,71 +372,64 @@ own_reasons AS (
      AND th.category = i.category
 ),
 
-level_parts AS (
+{#- Complementary suppression in rounds: hiding a sibling for one total can leave another
+    total (over the other hierarchy) with exactly one hidden part. Two rounds of both passes
+    leave only totals whose one hidden part has no shown sibling to hide with it (a unit
+    with a single category); a third round changes nothing on the sample. The check
+    no_single_hidden_part lists what remains. #}
+{%- set rounds = 2 %}
+{%- for round in range(1, rounds + 1) %}
+{%- set previous = "own_reasons" if round == 1 else "after_categories_" ~ (round - 1) %}
+after_levels_{{ round }} AS (
     -- Complementary suppression over the levels: a shown parent (a concern; all
     -- concerns) with exactly one hidden part (a location; a concern) would give that
     -- part back by subtraction (parent n and numerator minus the shown parts), so the
     -- smallest shown sibling is hidden too. Per dimension and category alike.
     SELECT
-        r.*,
-        count(*) FILTER (WHERE r.own_reason IS NOT NULL AND r.n > 0) OVER parts AS hidden_parts,
-        row_number() OVER (PARTITION BY r.level, CASE WHEN r.level = 'location' THEN r.concern_id END,
-                                        r.period_type, r.period, r.dimension, r.category, r.indicator
-                           ORDER BY r.own_reason IS NOT NULL OR r.n = 0, r.n, r.unit_id) AS smallest_shown
-    FROM own_reasons AS r
-    WHERE r.level IN ('location', 'concern')
-    WINDOW parts AS (PARTITION BY r.level, CASE WHEN r.level = 'location' THEN r.concern_id END,
-                                  r.period_type, r.period, r.dimension, r.category, r.indicator)
-),
-
-after_levels AS (
-    SELECT
-        r.*,
-        coalesce(r.own_reason, CASE
-            WHEN p.hidden_parts = 1 AND p.smallest_shown = 1 AND r.n > 0 AND parent.own_reason IS NULL
-            THEN 'complementary' END) AS level_reason
-    FROM own_reasons AS r
-    LEFT JOIN level_parts AS p
-      ON p.level = r.level AND p.concern_id IS NOT DISTINCT FROM r.concern_id AND p.unit_id = r.unit_id
-     AND p.period_type = r.period_type AND p.period = r.period AND p.dimension = r.dimension
-     AND p.category = r.category AND p.indicator = r.indicator
-    LEFT JOIN own_reasons AS parent
+        r.* EXCLUDE (hidden_parts, smallest_shown) REPLACE (coalesce(r.reason, CASE
+            WHEN r.hidden_parts = 1 AND r.smallest_shown = 1 AND r.n > 0 AND parent.reason IS NULL
+            THEN 'complementary' END) AS reason)
+    FROM (
+        SELECT
+            *,
+            count(*) FILTER (WHERE reason IS NOT NULL AND n > 0) OVER siblings AS hidden_parts,
+            row_number() OVER (siblings ORDER BY reason IS NOT NULL OR n = 0, n, unit_id) AS smallest_shown
+        FROM {{ previous }}
+        WINDOW siblings AS (PARTITION BY level, CASE WHEN level = 'location' THEN concern_id END,
+                                         period_type, period, dimension, category, indicator)
+    ) AS r
+    LEFT JOIN {{ previous }} AS parent
       ON parent.level = CASE r.level WHEN 'location' THEN 'concern' WHEN 'concern' THEN 'all' END
      AND parent.unit_id = CASE r.level WHEN 'location' THEN r.concern_id ELSE 'all' END
      AND parent.period_type = r.period_type AND parent.period = r.period AND parent.dimension = r.dimension
      AND parent.category = r.category AND parent.indicator = r.indicator
 ),
 
-category_parts AS (
+after_categories_{{ round }} AS (
     -- The same over the categories of a breakdown: a unit's shown total with exactly
     -- one hidden category gives that category back.
     SELECT
-        r.*,
-        count(*) FILTER (WHERE r.level_reason IS NOT NULL AND r.n > 0) OVER parts AS hidden_parts,
-        row_number() OVER (PARTITION BY r.level, r.concern_id, r.unit_id, r.period_type, r.period, r.dimension,
-                                        r.indicator
-                           ORDER BY r.level_reason IS NOT NULL OR r.n = 0, r.n, r.category) AS smallest_shown
-    FROM after_levels AS r
-    WHERE r.dimension <> 'total'
-    WINDOW parts AS (PARTITION BY r.level, r.concern_id, r.unit_id, r.period_type, r.period, r.dimension,
-                                  r.indicator)
-),
-
-suppressed_statistics AS (
-    SELECT
-        r.*,
-        coalesce(r.level_reason, CASE
-            WHEN p.hidden_parts = 1 AND p.smallest_shown = 1 AND r.n > 0 AND total.level_reason IS NULL
-            THEN 'complementary' END) AS suppression_reason
-    FROM after_levels AS r
-    LEFT JOIN category_parts AS p
-      ON r.dimension <> 'total' AND p.level = r.level AND p.concern_id IS NOT DISTINCT FROM r.concern_id
-     AND p.unit_id = r.unit_id AND p.period_type = r.period_type AND p.period = r.period
-     AND p.dimension = r.dimension AND p.category = r.category AND p.indicator = r.indicator
-    LEFT JOIN after_levels AS total
+        r.* EXCLUDE (hidden_parts, smallest_shown) REPLACE (coalesce(r.reason, CASE
+            WHEN r.dimension <> 'total' AND r.hidden_parts = 1 AND r.smallest_shown = 1 AND r.n > 0
+             AND total.reason IS NULL
+            THEN 'complementary' END) AS reason)
+    FROM (
+        SELECT
+            *,
+            count(*) FILTER (WHERE reason IS NOT NULL AND n > 0) OVER categories AS hidden_parts,
+            row_number() OVER (categories ORDER BY reason IS NOT NULL OR n = 0, n, category) AS smallest_shown
+        FROM after_levels_{{ round }}
+        WINDOW categories AS (PARTITION BY level, concern_id, unit_id, period_type, period, dimension, indicator)
+    ) AS r
+    LEFT JOIN after_levels_{{ round }} AS total
       ON r.dimension <> 'total' AND total.dimension = 'total' AND total.level = r.level
      AND total.concern_id IS NOT DISTINCT FROM r.concern_id AND total.unit_id = r.unit_id
      AND total.period_type = r.period_type AND total.period = r.period AND total.indicator = r.indicator
+),
+{% endfor %}
+suppressed_statistics AS (
+    SELECT * EXCLUDE (reason), reason AS suppression_reason
+    FROM after_categories_{{ rounds }}
 ),
 -- END suppression ------------------------------------------------------------
 

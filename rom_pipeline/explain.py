@@ -25,7 +25,10 @@ from pathlib import Path
 
 import duckdb
 
+from rom_pipeline.explain_benchmarks import explain_benchmark, render_benchmark_text
 from rom_pipeline.indicators import CatalogueError, Indicator, parse_catalogue
+
+BENCHMARK_TABLES = ("marts.financial_ratios", "marts.concern_benchmark", "marts.concern_summary")
 
 AGGREGATIONS = {
     "episodes": "every episode weighs the same",
@@ -278,6 +281,10 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
     """Everything an auditor needs about one published figure, as a dict (see the module doc)."""
     if table == "marts.indicators" and aggregation is None:
         aggregation = "episodes"
+    if table in ("marts.concern_benchmark", "marts.concern_summary") and aggregation is None:
+        aggregation = "all"  # the peer group
+    if table == "marts.concern_summary" and not indicator.startswith("summary_z:"):
+        indicator = f"summary_z:{indicator}"  # the cluster: all, CQ, kernset, FP
     if level == "all":
         concern, unit = None, unit or "all"
     the_run = resolve_run(con, run)
@@ -308,6 +315,10 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
         "parameters": _parameters(the_run, entry),
         "parameters_sha256": the_run["parameters_sha256"],
     }
+    if table in BENCHMARK_TABLES:
+        out["parameters"] = {k: v for k, v in json.loads(the_run["parameters_json"]).get("parameters", {})
+                             .get("benchmarks", {}).items()}
+        return explain_benchmark(con, out, the_run, table, concern, period, indicator, aggregation)
     if table != "marts.indicators" or level not in ("therapist", "location", "concern"):
         out["note"] = ("episode provenance is recorded for marts.indicators at therapist, location and concern "
                        "level; explain those figures to follow this one to its episodes")
@@ -435,6 +446,8 @@ def render_text(doc: dict) -> str:
     rec = doc["value_recorded_by_run"]
     if rec["run_id"] != run["run_id"]:
         lines.append(f"         unchanged since run {rec['run_seq']} ({rec['run_id']}, code {rec['code_version']})")
+    if f["table"] in BENCHMARK_TABLES:
+        return "\n".join(lines + render_benchmark_text(doc))
     lines += ["", f"Formula  {doc['formula']}", f"         aggregation: {doc['aggregation_rule']}",
               "Parameters (as this run used them; sha256 " + str(doc["parameters_sha256"])[:12] + "...):"]
     for name, value in doc["parameters"].items():

@@ -133,3 +133,39 @@ def test_json_into_a_closed_pipe_ends_quietly(two_nights):
                "--format json | head -n 1")
     result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=120)
     assert result.stdout == "{\n" and "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_a_financial_ratio_and_its_z_can_be_recomputed(tmp_path_factory):
+    """explain on marts.financial_ratios (solvency = equity / total assets * 100): the formula is the
+    model's own, its inputs are the annual report's, and the z is worked out over the peers."""
+    from cli_runs import baseline, connect_warehouse
+
+    from rom_pipeline.explain import explain, open_database
+
+    base = baseline(tmp_path_factory)
+    with connect_warehouse(base.data_dir / "warehouse.duckdb") as con:
+        year = con.execute("SELECT max(year) FROM marts.financial_ratios WHERE concern_id = 'C001' "
+                           "AND ratio = 'solvency' AND value IS NOT NULL").fetchone()[0]
+        equity, assets = con.execute("SELECT equity, total_assets FROM staging.annual_reports "
+                                     "WHERE concern_id = 'C001' AND year = ?", [year]).fetchone()
+        peers = [r[0] for r in con.execute("SELECT value FROM marts.financial_ratios WHERE ratio = 'solvency' "
+                                           "AND year = ? AND value IS NOT NULL", [year]).fetchall()]
+        published_z = con.execute("SELECT z FROM marts.financial_ratios WHERE concern_id = 'C001' AND year = ? "
+                                  "AND ratio = 'solvency'", [year]).fetchone()[0]
+    con = open_database("warehouse", base.data_dir)
+    try:
+        doc = explain(con, table="marts.financial_ratios", concern="C001", level="concern", unit="C001",
+                      period_type="year", period=str(year), indicator="solvency")
+    finally:
+        con.close()
+    assert doc["formula"] == "a.equity / NULLIF(a.total_assets, 0) * 100"
+    assert {i["input"]: i["value"] for i in doc["inputs"]} == {"a.equity": equity, "a.total_assets": assets}
+    assert doc["value"] == pytest.approx(equity / assets * 100)
+    assert doc["formula_filled_in"].startswith(f"{float(equity)} / NULLIF({float(assets)}, 0) * 100")
+    mean = sum(peers) / len(peers)
+    sd = (sum((p - mean) ** 2 for p in peers) / (len(peers) - 1)) ** 0.5
+    group = doc["peers_all"]
+    assert group["n_peers"] == len(peers) and group["mean"] == pytest.approx(mean)
+    assert group["z"] == pytest.approx((equity / assets * 100 - mean) / sd) == pytest.approx(published_z)
+    assert group["matches"] is True
+    assert "SCL90" not in str(doc["parameters"]) and "norm_score" not in doc["parameters"]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 
+import duckdb
 import pytest
 
 from benchmark_inputs import build, connect, load_staging, rows
+from rom_pipeline.config import apply_parameters, load_parameters
 
 RATIO_CODES = {
     "revenue_growth", "net_result", "solvency", "resistance_capacity", "capital_intensity",
@@ -275,3 +277,29 @@ def test_bad_size_class_bounds_are_a_clear_error(con, bounds):
     con.execute(f"SET VARIABLE size_class_bounds_eur = {bounds}")
     with pytest.raises(Exception, match="size_class_bounds_eur must be a non-empty list of positive"):
         build(con, "concern_size_groups")
+
+
+def test_size_classes_and_minimum_come_from_the_parameters_file(tmp_path):
+    """benchmarks.* in a ROM_PARAMETERS file reach the SQL: one bound at EUR 500,000 gives two classes."""
+    override = tmp_path / "parameters.yaml"
+    override.write_text("benchmarks:\n  size_class_bounds_eur:\n    value: [500000]\n"
+                        "  min_size_group_peers:\n    value: 3\n")
+    con = duckdb.connect(str(tmp_path / "override.duckdb"))
+    try:
+        params = load_parameters(override)
+        assert params.scalars["size_class_bounds_eur"] == [500000]
+        apply_parameters(con, params)
+        con.execute("CREATE SCHEMA staging; CREATE SCHEMA marts")
+        # Solvency 10, 20, 30 below EUR 500,000 (three peers, the minimum): mean 20, sd 10, z -1, 0, +1.
+        reports = [dict(concern_id=f"S{i}", year=2024, revenue_total=499_999.0, equity=10.0 * i, total_assets=100.0)
+                   for i in range(1, 4)]
+        reports.append(dict(concern_id="L", year=2024, revenue_total=500_000.0, equity=50.0, total_assets=100.0))
+        ratios = _ratios(con, reports)
+        assert {c: ratios[(c, 2024, "solvency")]["size_group"] for c in ("S1", "L")} == {"S1": "size_1",
+                                                                                         "L": "size_2"}
+        assert [ratios[(f"S{i}", 2024, "solvency")]["z_size_group"] for i in range(1, 4)] == \
+            pytest.approx([-1.0, 0.0, 1.0])
+        assert ratios[("L", 2024, "solvency")]["z_size_group"] is None
+        assert con.execute("SELECT value FROM config.parameters WHERE name = 'min_size_group_peers'").fetchone() == ("3",)
+    finally:
+        con.close()

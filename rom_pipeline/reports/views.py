@@ -205,9 +205,13 @@ def concern_context(src, concern_id: str, year: int, known_years: Iterable[int],
             for y in years:
                 r = summary.get((y, "all", cluster))
                 g = summary.get((y, "size_group", cluster))
+                z_group = z_cell(g["summary_z"] if g else None)
+                if g and not g["n_indicators"] and r and r["n_indicators"]:  # scored, but no group z anywhere
+                    z_group = {"text": SMALL_GROUP_MARK, "cls": Z_CLASS_NONE,
+                               "title": f"geen indicator met ten minste {min_group} concerns in de benchmarkgroep"}
                 cells.append({"z": z_cell(r["summary_z"] if r else None),
                               "n": fmt_count(r["n_indicators"]) if r else EMPTY,
-                              "z_group": z_cell(g["summary_z"] if g else None),
+                              "z_group": z_group,
                               "n_group": fmt_count(g["n_indicators"]) if g else EMPTY})
             rows.append({"label": text, "cells": cells})
         return rows

@@ -21,14 +21,21 @@ EMPTY_OUTCOME_MODELS = [("outcomes", "instrument_outcomes"), ("marts", "episode_
 
 
 def connect(tmp_path: Path, file_name: str = "bench.duckdb") -> duckdb.DuckDBPyConnection:
+    """The database file with the pipeline's tables (created empty the first time)."""
     con = duckdb.connect(str(tmp_path / file_name))
     apply_parameters(con, load_parameters())
+    if not SqlModel("marts", "indicators").exists(con):
+        create_tables(con)
+    return con
+
+
+def create_tables(con) -> None:
+    """The staging and outcome tables the benchmark models read, empty, made by the pipeline's code."""
     build_empty_staging(con)
     for schema in REFERENCE_FILES.values():
         validate_file(con, schema)
     for layer, name in EMPTY_OUTCOME_MODELS:
         SqlModel(layer, name).build(con)
-    return con
 
 
 def column_types(con, table: str) -> dict[str, str]:

@@ -53,7 +53,7 @@ def _ind(concern, indicator, value, *, aggregation="mean_of_locations", period_t
          period="2024", suppressed=False):
     return dict(concern_id=concern, level="concern", unit_id=concern, period_type=period_type,
                 period=period, indicator=indicator, aggregation=aggregation, value=value, n=40,
-                suppressed=suppressed)
+                suppressed=suppressed, is_complete_period=True)
 
 
 ROM_INDICATORS = [
@@ -230,3 +230,23 @@ def test_size_group_below_the_minimum_has_no_z(tmp_path):
         assert groups == {"A": 2, "B": 2, "C": 1, "E": 1}
     finally:
         con.close()
+
+
+def test_a_running_year_stays_out_unless_configured(tmp_path):
+    """C's pct_dropout of a year still running (is_complete_period false) is not compared with
+    whole years; with benchmark_running_year it is (A 10, B 30, C 80: mean 40)."""
+    con = connect(tmp_path)
+    running = [*ROM_INDICATORS, {**_ind("C", "pct_dropout", 80.0), "is_complete_period": False}]
+    load_staging(con, "annual_reports", ANNUAL_REPORTS)
+    load_staging(con, "quality_indicators", QUALITY_INDICATORS)
+    load_indicators(con, running)
+    build(con, "concern_size_groups", "concern_benchmark")
+    peers = rows(con, "SELECT concern_id, peer_mean FROM marts.concern_benchmark WHERE year = 2024 "
+                      "AND indicator_id = 'rom_pct_dropout' AND peer_group = 'all' ORDER BY concern_id")
+    assert [(r["concern_id"], r["peer_mean"]) for r in peers] == [("A", 20.0), ("B", 20.0)]
+    con.execute("SET VARIABLE benchmark_running_year = true")
+    build(con, "concern_benchmark")
+    peers = rows(con, "SELECT concern_id, peer_mean FROM marts.concern_benchmark WHERE year = 2024 "
+                      "AND indicator_id = 'rom_pct_dropout' AND peer_group = 'all' ORDER BY concern_id")
+    assert [(r["concern_id"], r["peer_mean"]) for r in peers] == [("A", 40.0), ("B", 40.0), ("C", 40.0)]
+    con.close()

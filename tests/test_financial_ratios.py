@@ -12,7 +12,7 @@ import math
 import duckdb
 import pytest
 
-from benchmark_inputs import build, connect, load_staging, rows
+from benchmark_inputs import build, connect, create_tables, load_staging, rows
 from rom_pipeline.config import apply_parameters, load_parameters
 
 RATIO_CODES = {
@@ -289,7 +289,7 @@ def test_size_classes_and_minimum_come_from_the_parameters_file(tmp_path):
         params = load_parameters(override)
         assert params.scalars["size_class_bounds_eur"] == [500000]
         apply_parameters(con, params)
-        con.execute("CREATE SCHEMA staging; CREATE SCHEMA marts")
+        create_tables(con)
         # Solvency 10, 20, 30 below EUR 500,000 (three peers, the minimum): mean 20, sd 10, z -1, 0, +1.
         reports = [dict(concern_id=f"S{i}", year=2024, revenue_total=499_999.0, equity=10.0 * i, total_assets=100.0)
                    for i in range(1, 4)]

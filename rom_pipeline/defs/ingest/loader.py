@@ -105,12 +105,17 @@ def _load_file(con, delivery_id: str, concern_id: str | None, f: DeliveredFile, 
         raise DeliveryRejected(f"{f.name}: unreadable ({exc})") from None
     except (pa.ArrowInvalid, OSError) as exc:
         raise DeliveryRejected(f"{f.name}: unreadable ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+    except UnicodeError as exc:  # a reader let text through that cannot be stored: this delivery only
+        raise DeliveryRejected(f"{f.name}: unreadable ({exc.__class__.__name__}: {exc.reason})") from None
     withheld = "client_id" in columns
     if stats.rejected:
-        con.executemany(
-            "INSERT INTO raw.rejected_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(delivery_id, concern_id, f.name, f.logical, r.source_row_number, r.reason, r.detail,
-              WITHHELD if withheld else r.raw_text) for r in stats.rejected])
+        try:
+            con.executemany(
+                "INSERT INTO raw.rejected_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(delivery_id, concern_id, f.name, f.logical, r.source_row_number, r.reason, r.detail,
+                  WITHHELD if withheld else r.raw_text) for r in stats.rejected])
+        except UnicodeError as exc:
+            raise DeliveryRejected(f"{f.name}: a rejected row's text cannot be stored ({exc.reason})") from None
     return stats
 
 

@@ -32,7 +32,11 @@ DDL = [
         git_commit VARCHAR, source_sha256 VARCHAR NOT NULL, parameters_json VARCHAR NOT NULL,
         parameters_sha256 VARCHAR NOT NULL, sql_files_json VARCHAR NOT NULL, inputs_fingerprint VARCHAR NOT NULL,
         manifests_fingerprint VARCHAR NOT NULL, refresh VARCHAR, concerns_recomputed VARCHAR,
-        figures_new BIGINT, figures_changed BIGINT, figures_removed BIGINT)""",
+        figures_new BIGINT, figures_changed BIGINT, figures_removed BIGINT, missing_concerns VARCHAR,
+        key_fingerprint VARCHAR)""",
+    # set by ingest (issue 10, items 6 and 7); added to work databases from before
+    "ALTER TABLE audit.runs ADD COLUMN IF NOT EXISTS missing_concerns VARCHAR",
+    "ALTER TABLE audit.runs ADD COLUMN IF NOT EXISTS key_fingerprint VARCHAR",
     """CREATE TABLE IF NOT EXISTS audit.run_inputs (
         run_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, concern_id VARCHAR, delivery_id VARCHAR NOT NULL,
         export_id VARCHAR, exported_at TIMESTAMPTZ, manifest_sha256 VARCHAR, file_name VARCHAR NOT NULL,

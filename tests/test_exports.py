@@ -107,8 +107,8 @@ def test_a_formula_in_a_text_cell_reaches_the_csv_as_text(base, tmp_path):
 
 
 def test_negative_numbers_stay_numbers(base):
-    rows = _read(base.data_dir / CSV_DIR_NAME / "marts.internal_benchmark.csv")
-    negative = [r["deviation"] for r in rows if r["deviation"].startswith("-")]
+    rows = _read(base.data_dir / CSV_DIR_NAME / "marts.financial_ratios.csv")
+    negative = [r["z"] for r in rows if r["z"].startswith("-")]
     assert negative and all(float(v) < 0 for v in negative)
 
 

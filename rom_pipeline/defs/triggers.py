@@ -27,6 +27,7 @@ import duckdb
 from rom_pipeline.defs.audit import fingerprint
 from rom_pipeline.lib.manifest import discover_manifests
 from rom_pipeline.resources import Workspace
+from rom_pipeline.runlock import hold_data_dir
 
 JOB_NAME = "nightly"
 SETTLE_ENV = "ROM_DELIVERY_SETTLE_SECONDS"
@@ -34,7 +35,9 @@ WRITER_TAG = {"rom/writer": "work_db"}
 
 # DuckDB has one writer: the whole graph runs in one process, one step at a time; every
 # asset that writes is in the `duckdb_writer` pool and every run carries the rom/writer tag,
-# so the instance can keep runs of this job (schedule, sensor, backfill) from overlapping.
+# so the instance can keep runs of this job (schedule, sensor, backfill) from overlapping. Runs
+# started outside the queue (rom-pipeline run, a second webserver) meet the data dir's run lock:
+# the hook makes every step need the `run_lock` resource, which holds it for the whole run.
 nightly_job = dg.define_asset_job(
     name=JOB_NAME,
     selection=dg.AssetSelection.all(),
@@ -42,6 +45,7 @@ nightly_job = dg.define_asset_job(
                 "Incremental: only concerns with a new current delivery are recomputed.",
     executor_def=dg.in_process_executor,
     tags=WRITER_TAG,
+    hooks={hold_data_dir},
 )
 
 

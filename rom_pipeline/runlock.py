@@ -136,7 +136,7 @@ class RunLock(dg.ConfigurableResource):
 
     @contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["RunLock"]:
-        run_id = context.run_id or "unknown"
+        run_id = context.run.run_id if context.run else "unknown"
         taken: list[Path] = []
         _CURRENT["run"] = (run_id, taken)
         try:

@@ -273,15 +273,18 @@ def test_dev_dagster_uses_the_data_dirs_dagster_home(tmp_path):
 
 # --- item 16: ./dev hands the process over -----------------------------------------------------------
 
-def _processes_with(marker: str) -> list[int]:
+def _processes_with(marker: str, tool_only: bool = False) -> list[int]:
+    """Pids whose command line holds ``marker`` (``tool_only``: only the venv's python running it)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
+            if any(marker.encode() in a for a in argv) and (
+                    not tool_only or argv[0].endswith(b".venv/bin/python")):
+                found.append(int(entry.name))
     return found
 
 
@@ -290,7 +293,7 @@ def test_sigterm_to_dev_stops_the_tool_itself_and_leaves_no_child(tmp_path):
     proc = subprocess.Popen([str(PROJECT_DIR / "dev"), "python", "-c", f"import time; time.sleep(30)  # {marker}"])
     try:
         deadline = time.monotonic() + 60
-        while not _processes_with(marker):
+        while not _processes_with(marker, tool_only=True):
             assert proc.poll() is None and time.monotonic() < deadline, "the tool did not start"
             time.sleep(0.1)
         assert _processes_with(marker) == [proc.pid]  # one process: the tool, under the pid we started

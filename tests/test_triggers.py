@@ -1,5 +1,6 @@
 """The nightly schedule and the new-delivery sensor, and the one-writer rule."""
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -39,10 +40,21 @@ def test_schedule_and_sensor_are_defined_running_on_the_nightly_job():
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING and schedule.job_name == "nightly"
     sensor = defs.resolve_sensor_def("new_delivery_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.minimum_interval_seconds == 300 and sensor.job_name == "nightly"
+    assert sensor.minimum_interval_seconds == 60 and sensor.job_name == "nightly"
     job = defs.resolve_job_def("nightly")
     assert job.executor_def is dg.in_process_executor and job.tags["rom/writer"] == "work_db"
     assert nightly_job.name == "nightly"
+
+
+def test_the_sensor_interval_is_a_setting_with_a_clear_error():
+    """A new delivery waits at most the interval plus the settle time (docs/operations.md): both are settings."""
+    code = "from rom_pipeline.defs.triggers import new_delivery_sensor as s; print(s.minimum_interval_seconds)"
+    env = {k: v for k, v in os.environ.items() if k != "ROM_SENSOR_INTERVAL_SECONDS"}
+    assert subprocess.run([sys.executable, "-c", code], env={**env, "ROM_SENSOR_INTERVAL_SECONDS": "45"},
+                          capture_output=True, text=True, check=True).stdout.strip() == "45"
+    bad = subprocess.run([sys.executable, "-c", code], env={**env, "ROM_SENSOR_INTERVAL_SECONDS": "5"},
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "ROM_SENSOR_INTERVAL_SECONDS='5'" in bad.stderr and "at least 30" in bad.stderr
 
 
 # --- schedule ----------------------------------------------------------------------------------

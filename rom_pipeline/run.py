@@ -48,11 +48,29 @@ def _export_root_problem(export_dir) -> str | None:
     return None
 
 
+def _disk_full(data_dir) -> bool:
+    """Less than 1 MiB free where the data dir is (SQLite and DuckDB then fail with other words)."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(data_dir).free < 2**20
+    except OSError:
+        return False
+
+
 def _problem_hint(message: str, data_dir) -> str | None:
     """A plain sentence for failures whose cause is the machine, not the data."""
-    if "No space left on device" in message or "Errno 28" in message:
+    if "No space left on device" in message or "Errno 28" in message or _disk_full(data_dir):
         return f"the disk holding {data_dir} is full (No space left on device): free space, then run again"
     return None
+
+
+def _file_identity(path: Path):
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
 
 
 def _attach_published(warehouse_path):
@@ -235,12 +253,25 @@ def run_pipeline(quiet: bool = False, reports: bool = True, verbose: bool = Fals
     import uuid
 
     run_id = str(uuid.uuid4())  # a Dagster run id, known before the run: the lock file names it
+    warehouse = _file_identity(data_dir / "warehouse.duckdb")
     try:
         with hold(data_dir, run_id, "rom-pipeline run"):
             return _run_holding_the_data_dir(export_dir, data_dir, run_id, quiet, reports, verbose)
     except DataDirBusy as exc:
         print(f"rom-pipeline run: NOT started: {exc} (exit {EXIT_BUSY})", file=sys.stderr)
         return EXIT_BUSY
+    except Exception as exc:  # noqa: BLE001 - outside any step: the Dagster instance, the lock file, the disk
+        message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        print(f"FAILED run: {message[:800]}", file=sys.stderr)
+        hint = _problem_hint(str(exc), data_dir)
+        if hint:
+            print(f"rom-pipeline run: {hint}", file=sys.stderr)
+        if _file_identity(data_dir / "warehouse.duckdb") != warehouse:
+            print(f"rom-pipeline run: the warehouse WAS published ({data_dir / 'warehouse.duckdb'}); "
+                  "the run failed after that.", file=sys.stderr)
+        else:
+            print("rom-pipeline run: NOT published; the previous warehouse (if any) is unchanged.", file=sys.stderr)
+        return 1
 
 
 def _run_holding_the_data_dir(export_dir, data_dir, run_id, quiet, reports, verbose) -> int:

@@ -178,3 +178,40 @@ def test_the_documented_dagster_yaml_limits_the_writer_pool_to_one_run(tmp_path)
     assert concurrency.pool_config.pool_granularity.value == "run"
     assert concurrency.pool_config.default_pool_limit == 1
     assert {"key": "rom/writer", "limit": 1} in concurrency.run_queue_config.tag_concurrency_limits
+
+
+def test_with_the_documented_dagster_yaml_a_second_run_of_the_job_waits_in_the_queue(tmp_path):
+    """The run queue of docs/operations.md's dagster.yaml (run coordinator and limits as written, SQLite storage):
+    while a run of the nightly job is in progress, the daemon dequeues no other run of it; once it has
+    finished, the next one. (The daemon's own selection step, without launching.)"""
+    import re
+
+    import yaml
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+    from dagster._core.test_utils import create_run_for_test
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+
+    from rom_pipeline.defs.triggers import WRITER_TAG
+    from rom_pipeline.paths import PROJECT_DIR
+
+    doc = (PROJECT_DIR / "docs" / "operations.md").read_text()
+    config = yaml.safe_load(re.search(r"<!-- dagster.yaml.*?-->\n```yaml\n(.*?)```", doc, re.S).group(1))
+    config.pop("storage")
+    config.pop("compute_logs")  # its base_dir is the deployment's, not the test's
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(config))
+    daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
+    origin = RemoteJobOrigin(RemoteRepositoryOrigin(InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name="rom_pipeline.definitions")), "__repository__"), "nightly")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        running = create_run_for_test(instance, job_name="nightly", status=dg.DagsterRunStatus.STARTED,
+                                      tags=WRITER_TAG, remote_job_origin=origin)
+        queued = [create_run_for_test(instance, job_name="nightly", status=dg.DagsterRunStatus.QUEUED,
+                                      tags={**WRITER_TAG, "dagster/sensor_name": "new_delivery_sensor"},
+                                      remote_job_origin=origin)
+                  for _ in range(2)]
+        concurrency = instance.get_concurrency_config()
+        assert daemon._get_runs_to_dequeue(instance, concurrency, fixed_iteration_time=None) == []
+        instance.report_run_failed(running)  # the first run ends (however it ends)
+        dequeued = daemon._get_runs_to_dequeue(instance, concurrency, fixed_iteration_time=None)
+        assert [r.run_id for r in dequeued] == [queued[0].run_id]  # one at a time, oldest first

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh and data.exists():
         shutil.rmtree(data)
     for run in range(1, args.runs + 1):
-        command = [str(bin_dir / "rom-pipeline"), "run"] + (["--no-reports"] if args.no_reports else [])
+        command = [str(bin_dir / "rom-pipeline"), "run", "--verbose"] + (["--no-reports"] if args.no_reports else [])
         elapsed, peak, out = _timed(command, env)
         steps = [line for line in out.splitlines() if line.startswith("[") and "done" in line]
         print(f"run {run}: {elapsed:.1f} s wall, peak RSS {peak:.0f} MB (max over the runs so far)")

@@ -21,7 +21,7 @@ def _run(args: argparse.Namespace) -> int:
         os.environ["ROM_DATA_DIR"] = str(Path(args.data_dir).resolve())
     from rom_pipeline.run import run_pipeline  # imports Dagster: keep `--help` fast
 
-    return run_pipeline(quiet=args.quiet, reports=not args.no_reports)
+    return run_pipeline(quiet=args.quiet, reports=not args.no_reports, verbose=args.verbose)
 
 
 def _rekey(args: argparse.Namespace) -> int:
@@ -52,12 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rom-pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="one full pipeline run, in-process; exit 0 only if it published")
+    run = commands.add_parser(
+        "run", help="one full pipeline run, in-process; exit 0 only if it published, 75 if another run holds "
+                    "the data dir, 2 if it refused to start, 1 if it failed")
     run.add_argument("--demo", action="store_true",
                      help="demo mode: pseudonymise with the PUBLIC demo key when ROM_PSEUDONYM_KEY is unset")
     run.add_argument("--export-dir", help="root of the deliveries (default: $ROM_EXPORT_DIR or the bundled sample)")
     run.add_argument("--data-dir", help="work and publish folder (default: $ROM_DATA_DIR or ./data)")
     run.add_argument("--quiet", action="store_true", help="only the summary")
+    run.add_argument("--verbose", action="store_true", help="also a line per finished step (`done   <step>`)")
     run.add_argument("--no-reports", action="store_true",
                      help="publish the warehouse and CSV exports, leave $ROM_DATA_DIR/reports as it was (faster)")
     run.set_defaults(func=_run)

@@ -11,8 +11,9 @@ from rom_pipeline.defs.publish import assets as publish
 from rom_pipeline.defs.reports import assets as reports
 from rom_pipeline.defs.staging import assets as staging
 from rom_pipeline.defs.triggers import SCHEDULES, SENSORS, nightly_job, nightly_schedule  # noqa: F401
-from rom_pipeline.progress import progress_logger
+from rom_pipeline.progress import progress_logger, step_log_logger
 from rom_pipeline.resources import pseudonym_key_from_env, workspace_from_env
+from rom_pipeline.runlock import RunLock
 
 ASSETS = [*audit.ASSETS, ingest.ingest, *staging.ASSETS, *outcomes.ASSETS, *benchmarks.ASSETS,
           *publish.ASSETS, *reports.ASSETS]
@@ -24,15 +25,17 @@ CHECKS = [*staging.CHECKS, *outcomes.CHECKS, *benchmarks.CHECKS, *audit.CHECKS]
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     """The project's Definitions; tests pass their own resources (a temp data dir, a test key)."""
+    resources = resources or {"workspace": workspace_from_env(), "pseudonym_key": pseudonym_key_from_env()}
+    resources = {"run_lock": RunLock(), **resources}  # one run per data dir (rom_pipeline/runlock.py)
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=CHECKS,
         jobs=[nightly_job],
         schedules=SCHEDULES,
         sensors=SENSORS,
-        resources=resources or {"workspace": workspace_from_env(), "pseudonym_key": pseudonym_key_from_env()},
+        resources=resources,
         executor=dg.in_process_executor,
-        loggers={"console": dg.colored_console_logger, "progress": progress_logger},
+        loggers={"console": dg.colored_console_logger, "progress": progress_logger, "step_log": step_log_logger},
     )
 
 

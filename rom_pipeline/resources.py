@@ -10,7 +10,7 @@ import dagster as dg
 import duckdb
 
 from rom_pipeline.config import Parameters, apply_parameters, load_parameters
-from rom_pipeline.paths import DEFAULT_DATA_DIR, SAMPLE_EXPORT_DIR
+from rom_pipeline.paths import DEFAULT_DATA_DIR, SAMPLE_EXPORT_DIR, data_dir_from_env
 
 WORK_DB_NAME = "work.duckdb"
 WAREHOUSE_DB_NAME = "warehouse.duckdb"
@@ -46,8 +46,15 @@ class Workspace(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection to the work database with the parameters applied."""
+        """A connection to the work database with the parameters applied.
+
+        Inside a run of the nightly job, the first connection takes the data dir's run lock
+        (:mod:`rom_pipeline.runlock`): a second run fails here, before DuckDB's own lock error.
+        """
+        from rom_pipeline.runlock import hold_for_current_run
+
         self.data_path.mkdir(parents=True, exist_ok=True)
+        hold_for_current_run(self.data_path)
         spill = self.data_path / "duckdb_tmp"
         con = duckdb.connect(str(self.work_db_path), config={
             "memory_limit": self.memory_limit, "temp_directory": str(spill),
@@ -62,8 +69,7 @@ class Workspace(dg.ConfigurableResource):
 
 def resolved_paths() -> tuple[Path, Path]:
     """(export root, data dir) as the environment sets them, for messages outside Dagster."""
-    return (Path(os.environ.get("ROM_EXPORT_DIR") or SAMPLE_EXPORT_DIR),
-            Path(os.environ.get("ROM_DATA_DIR") or DEFAULT_DATA_DIR))
+    return Path(os.environ.get("ROM_EXPORT_DIR") or SAMPLE_EXPORT_DIR), data_dir_from_env()
 
 
 def workspace_from_env() -> Workspace:

@@ -1,9 +1,17 @@
-"""One full in-process run of the nightly job, with progress and a summary a person can read."""
+"""One full in-process run of the nightly job, with progress and a summary a person can read.
+
+The run holds the data dir's lock (rom_pipeline/runlock.py) from before the job starts to after the
+summary, and executes on the persistent Dagster instance of the data dir (``$DAGSTER_HOME``, default
+``$ROM_DATA_DIR/dagster_home``), so `dagster dev` on the same home shows it with its materialisations
+and checks. Dagster's full step log goes to ``$ROM_DATA_DIR/logs/``.
+"""
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from datetime import datetime, timezone
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -64,9 +72,19 @@ def _key_problem(export_dir, data_dir) -> str | None:
     return preflight_key_problem(data_dir / "work.duckdb", export_dir, key.encode("utf-8"), rekey_requested())
 
 
+def _disk_full(data_dir) -> bool:
+    """Less than 1 MiB free where the data dir is (SQLite and DuckDB then fail with other words)."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(data_dir).free < 2**20
+    except OSError:
+        return False
+
+
 def _problem_hint(message: str, data_dir) -> str | None:
     """A plain sentence for failures whose cause is the machine, not the data."""
-    if "No space left on device" in message or "Errno 28" in message:
+    if "No space left on device" in message or "Errno 28" in message or _disk_full(data_dir):
         return f"the disk holding {data_dir} is full (No space left on device): free space, then run again"
     return None
 
@@ -84,14 +102,27 @@ def _missing_concerns_lines(con) -> list[str]:
             "(audit.runs.missing_concerns)"]
 
 
-def summarise(warehouse_path) -> str:
+def _file_identity(path: Path):
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def _attach_published(warehouse_path):
     from rom_pipeline.defs.publish.warehouse import attach_options
 
     con = duckdb.connect()
+    options = attach_options(os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY") or None)
+    con.execute(f"ATTACH '{str(warehouse_path).replace(chr(39), chr(39) * 2)}' AS warehouse ({options})")
+    con.execute("USE warehouse")
+    return con
+
+
+def summarise(warehouse_path) -> str:
+    con = _attach_published(warehouse_path)
     try:
-        options = attach_options(os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY") or None)
-        con.execute(f"ATTACH '{str(warehouse_path).replace(chr(39), chr(39) * 2)}' AS warehouse ({options})")
-        con.execute("USE warehouse")
         lines = ["deliveries:"]
         for status, n in con.execute(
                 "SELECT status, count(*) FROM audit.deliveries GROUP BY status ORDER BY status").fetchall():
@@ -110,6 +141,112 @@ def summarise(warehouse_path) -> str:
         con.close()
 
 
+def delivery_statuses(warehouse_path) -> dict[str, str]:
+    """delivery id -> status in the published warehouse ({} when there is none yet or it cannot be read)."""
+    if not Path(warehouse_path).is_file():
+        return {}
+    try:
+        con = _attach_published(warehouse_path)
+    except duckdb.Error:
+        return {}
+    try:
+        return dict(con.execute("SELECT delivery_id, status FROM audit.deliveries").fetchall())
+    except duckdb.Error:
+        return {}
+    finally:
+        con.close()
+
+
+def changes(before: dict[str, str], warehouse_path, run_id: str) -> str:
+    """What this run changed since the last publish: deliveries (new, superseded, rejected) and figures
+    (new, changed, removed, from audit.runs, i.e. audit.published_figures of this run)."""
+    after = delivery_statuses(warehouse_path)
+    new = sorted(d for d, s in after.items() if d not in before and s != "rejected")
+    superseded = sorted(d for d, s in after.items() if s == "superseded" and before.get(d) != "superseded")
+    rejected = sorted(d for d, s in after.items() if s == "rejected" and before.get(d) != "rejected")
+    con = _attach_published(warehouse_path)
+    try:
+        row = con.execute("SELECT figures_new, figures_changed, figures_removed FROM audit.runs WHERE run_id = ?",
+                          [run_id]).fetchone()
+    finally:
+        con.close()
+    figures = [int(v or 0) for v in row] if row else [0, 0, 0]
+
+    def named(ids: list[str]) -> str:
+        return f" ({', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''})" if ids else ""
+
+    if not (new or superseded or rejected or any(figures)):
+        return ("since the last run: nothing changed (no delivery new, superseded or rejected; "
+                "no figure new, changed or removed)")
+    return "\n".join([
+        "since the last run:",
+        f"  deliveries  {len(new)} new{named(new)}, {len(superseded)} superseded{named(superseded)}, "
+        f"{len(rejected)} rejected{named(rejected)}",
+        f"  figures     {figures[0]:,} new, {figures[1]:,} changed, {figures[2]:,} removed "
+        f"(audit.published_figures)"])
+
+
+def _materialised(result) -> dict[tuple, dict]:
+    """asset key path -> metadata values of its materialisation in this run."""
+    found = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            materialization = event.event_specific_data.materialization
+            found[tuple(materialization.asset_key.path)] = {
+                k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+    return found
+
+
+def outputs(result, warehouse_path, data_dir, log_path, home) -> str:
+    """Where every output of the run is, from the materialisations of this run."""
+    done = _materialised(result)
+    lines = ["outputs:", f"  warehouse         {warehouse_path}"]
+    csv = done.get(("publish", "csv_exports"))
+    if csv is None:
+        lines.append("  CSV folder        not written by this run")
+    elif csv.get("skipped"):
+        lines.append(f"  CSV folder        not written: {csv['skipped']}")
+    else:
+        lines.append(f"  CSV folder        {csv['folder']} ({csv['files']} files)")
+    reports = done.get(("reports", "benchmark_reports"))
+    if reports is None:
+        lines.append(f"  reports           not rebuilt by this run (--no-reports): {data_dir / 'reports'} is as it was")
+    else:
+        lines.append(f"  reports index     {reports['index']} ({reports['files']} files)")
+        lines.append(f"  manager packages  {Path(reports['path']) / 'managers'} "
+                     f"({reports['manager_packages']} packages, one per location manager)")
+    lines.append(f"  step log          {log_path}")
+    lines.append(f"  Dagster home      {home} (`./dev dagster dev -w workspace.yaml` shows this run)")
+    return "\n".join(lines)
+
+
+LOGS_DIR_NAME = "logs"
+LOGS_KEPT = 30
+
+
+def _step_log_path(data_dir: Path, run_id: str) -> Path:
+    """$ROM_DATA_DIR/logs/<UTC start>_<run id>.log; the newest LOGS_KEPT are kept."""
+    folder = data_dir / LOGS_DIR_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in sorted(folder.glob("*.log"))[:-(LOGS_KEPT - 1)]:
+        old.unlink(missing_ok=True)
+    return folder / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}_{run_id}.log"
+
+
+def _instance_home() -> Path:
+    """The persistent Dagster home of this data dir (created, telemetry off, when new)."""
+    from rom_pipeline.paths import dagster_home
+
+    home = dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("# made by rom-pipeline run (docs/operations.md): a persistent home for CLI runs and "
+                          "`dagster dev`\ntelemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
 def _job(reports: bool):
     """The nightly job, or (``reports=False``) the same job without the reports group."""
     from rom_pipeline.definitions import defs, nightly_job
@@ -118,45 +255,99 @@ def _job(reports: bool):
         return defs.resolve_job_def(nightly_job.name)
     without = dg.define_asset_job(f"{nightly_job.name}_without_reports", tags=nightly_job.tags,
                                   selection=dg.AssetSelection.all() - dg.AssetSelection.groups("reports"),
-                                  executor_def=dg.in_process_executor)
+                                  executor_def=dg.in_process_executor, hooks=nightly_job.hooks)
     return dg.Definitions.merge(defs, dg.Definitions(jobs=[without])).resolve_job_def(without.name)
 
 
-def run_pipeline(quiet: bool = False, reports: bool = True) -> int:
+def _failures(result) -> list[tuple[str, str]]:
+    """(where, root cause) of every failed step; the run's own failure when no step failed (e.g. a resource)."""
+    from rom_pipeline.progress import root_error
+
+    found = []
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = root_error(event.step_failure_data.error)
+            found.append((event.step_key, error.message.strip() if error else ""))
+    if not found:
+        for event in result.all_events:
+            data = event.event_specific_data
+            error = getattr(data, "error", None)
+            if event.event_type_value in ("RESOURCE_INIT_FAILURE", "PIPELINE_FAILURE", "RUN_FAILURE") and error:
+                found.append(("run", root_error(error).message.strip()))
+                break
+    return found
+
+
+def run_pipeline(quiet: bool = False, reports: bool = True, verbose: bool = False) -> int:
     from rom_pipeline.resources import resolved_paths
+    from rom_pipeline.runlock import EXIT_BUSY, DataDirBusy, hold
 
     logging.getLogger("dagster").setLevel(logging.CRITICAL)
     export_dir, data_dir = resolved_paths()
-    warehouse_path = data_dir / "warehouse.duckdb"
     problem = preflight() or _export_root_problem(export_dir)
     if problem:
         print(f"rom-pipeline run: NOT started: {problem}", file=sys.stderr)
         return 2
+    import uuid
+
+    run_id = str(uuid.uuid4())  # a Dagster run id, known before the run: the lock file names it
+    warehouse = _file_identity(data_dir / "warehouse.duckdb")
+    try:
+        with hold(data_dir, run_id, "rom-pipeline run"):
+            return _run_holding_the_data_dir(export_dir, data_dir, run_id, quiet, reports, verbose)
+    except DataDirBusy as exc:
+        print(f"rom-pipeline run: NOT started: {exc} (exit {EXIT_BUSY})", file=sys.stderr)
+        return EXIT_BUSY
+    except Exception as exc:  # noqa: BLE001 - outside any step: the Dagster instance, the lock file, the disk
+        message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        print(f"FAILED run: {message[:800]}", file=sys.stderr)
+        hint = _problem_hint(str(exc), data_dir)
+        if hint:
+            print(f"rom-pipeline run: {hint}", file=sys.stderr)
+        if _file_identity(data_dir / "warehouse.duckdb") != warehouse:
+            print(f"rom-pipeline run: the warehouse WAS published ({data_dir / 'warehouse.duckdb'}); "
+                  "the run failed after that.", file=sys.stderr)
+        else:
+            print("rom-pipeline run: NOT published; the previous warehouse (if any) is unchanged.", file=sys.stderr)
+        return 1
+
+
+def _run_holding_the_data_dir(export_dir, data_dir, run_id, quiet, reports, verbose) -> int:
+    from rom_pipeline.progress import PROGRESS
+
+    # Inside the lock: the key check reads the work database, which no other run may be writing.
     problem = _key_problem(export_dir, data_dir)
     if problem:
         from rom_pipeline.defs.ingest.keys import KEY_EXIT_STATUS
 
         print(f"rom-pipeline run: NOT started: {problem}", file=sys.stderr)
         return KEY_EXIT_STATUS
+    warehouse_path = data_dir / "warehouse.duckdb"
     demo = demo_key_in_use()  # cli.py prints the demo banner before the run; run.py repeats it at the end
+    home = _instance_home()
+    log_path = _step_log_path(data_dir, run_id)
     print(f"rom-pipeline run: deliveries from {export_dir}\n"
-          f"                  work and results in {data_dir}", flush=True)
-    with dg.DagsterInstance.ephemeral() as instance:
+          f"                  work and results in {data_dir}\n"
+          f"                  run {run_id}, step log {log_path}", flush=True)
+    before = delivery_statuses(warehouse_path)
+    loggers = {"console": {"config": {"log_level": "CRITICAL"}}, "step_log": {"config": {"path": str(log_path)}}}
+    if not quiet:
+        loggers["progress"] = {"config": {"verbose": verbose}}
+    with dg.DagsterInstance.get() as instance:
         job = _job(reports)
-        result = job.execute_in_process(
-            instance=instance, raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}},
-                                    **({} if quiet else {"progress": {}})}})
+        try:
+            result = job.execute_in_process(instance=instance, raise_on_error=False, run_id=run_id,
+                                            run_config={"loggers": loggers})
+        finally:
+            progress = PROGRESS.pop("last", None)
+            if progress is not None:
+                progress.close()
     if not result.success:
-        for event in result.all_events:
-            if event.event_type_value == "STEP_FAILURE":
-                error = event.step_failure_data.error
-                while error.cause is not None:  # the root cause says what went wrong, not the wrapper
-                    error = error.cause
-                print(f"FAILED {event.step_key}: {error.message.strip()[:800]}", file=sys.stderr)
-                hint = _problem_hint(error.message, data_dir)
-                if hint:
-                    print(f"rom-pipeline run: {hint}", file=sys.stderr)
+        for where, message in _failures(result):
+            print(f"FAILED {where}: {message[:800]}", file=sys.stderr)
+            hint = _problem_hint(message, data_dir)
+            if hint:
+                print(f"rom-pipeline run: {hint}", file=sys.stderr)
         published = any(e.event_type_value == "STEP_SUCCESS" and e.step_key == "publish__warehouse"
                         for e in result.all_events)
         if published:  # a later step (CSV exports, reports) failed
@@ -164,8 +355,11 @@ def run_pipeline(quiet: bool = False, reports: bool = True) -> int:
                   file=sys.stderr)
         else:
             print("rom-pipeline run: NOT published; the previous warehouse (if any) is unchanged.", file=sys.stderr)
+        print(f"rom-pipeline run: the full step log is {log_path}", file=sys.stderr)
         return 1
     print(summarise(warehouse_path))
+    print(changes(before, warehouse_path, run_id))
+    print(outputs(result, warehouse_path, data_dir, log_path, home))
     if demo:
         print("DEMO MODE: published with the PUBLIC demo key: the pseudonyms protect nothing "
               "(set ROM_PSEUDONYM_KEY for real data).", file=sys.stderr)

@@ -78,7 +78,7 @@ def run_until(env: dict, kill_on: str | None = None, timeout: float = 300) -> Ki
     Without ``kill_on`` the run goes its own way (e.g. a ROM_FAULT_INJECT hook ends it).
     """
     started = time.monotonic()
-    proc = subprocess.Popen(cli_command(*RUN), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(cli_command(*RUN, "--verbose"), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     lines, killed = [], False
     try:

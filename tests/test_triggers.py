@@ -1,5 +1,6 @@
 """The nightly schedule and the new-delivery sensor, and the one-writer rule."""
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -39,10 +40,21 @@ def test_schedule_and_sensor_are_defined_running_on_the_nightly_job():
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING and schedule.job_name == "nightly"
     sensor = defs.resolve_sensor_def("new_delivery_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.minimum_interval_seconds == 300 and sensor.job_name == "nightly"
+    assert sensor.minimum_interval_seconds == 60 and sensor.job_name == "nightly"
     job = defs.resolve_job_def("nightly")
     assert job.executor_def is dg.in_process_executor and job.tags["rom/writer"] == "work_db"
     assert nightly_job.name == "nightly"
+
+
+def test_the_sensor_interval_is_a_setting_with_a_clear_error():
+    """A new delivery waits at most the interval plus the settle time (docs/operations.md): both are settings."""
+    code = "from rom_pipeline.defs.triggers import new_delivery_sensor as s; print(s.minimum_interval_seconds)"
+    env = {k: v for k, v in os.environ.items() if k != "ROM_SENSOR_INTERVAL_SECONDS"}
+    assert subprocess.run([sys.executable, "-c", code], env={**env, "ROM_SENSOR_INTERVAL_SECONDS": "45"},
+                          capture_output=True, text=True, check=True).stdout.strip() == "45"
+    bad = subprocess.run([sys.executable, "-c", code], env={**env, "ROM_SENSOR_INTERVAL_SECONDS": "5"},
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "ROM_SENSOR_INTERVAL_SECONDS='5'" in bad.stderr and "at least 30" in bad.stderr
 
 
 # --- schedule ----------------------------------------------------------------------------------
@@ -166,3 +178,40 @@ def test_the_documented_dagster_yaml_limits_the_writer_pool_to_one_run(tmp_path)
     assert concurrency.pool_config.pool_granularity.value == "run"
     assert concurrency.pool_config.default_pool_limit == 1
     assert {"key": "rom/writer", "limit": 1} in concurrency.run_queue_config.tag_concurrency_limits
+
+
+def test_with_the_documented_dagster_yaml_a_second_run_of_the_job_waits_in_the_queue(tmp_path):
+    """The run queue of docs/operations.md's dagster.yaml (run coordinator and limits as written, SQLite storage):
+    while a run of the nightly job is in progress, the daemon dequeues no other run of it; once it has
+    finished, the next one. (The daemon's own selection step, without launching.)"""
+    import re
+
+    import yaml
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+    from dagster._core.test_utils import create_run_for_test
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+
+    from rom_pipeline.defs.triggers import WRITER_TAG
+    from rom_pipeline.paths import PROJECT_DIR
+
+    doc = (PROJECT_DIR / "docs" / "operations.md").read_text()
+    config = yaml.safe_load(re.search(r"<!-- dagster.yaml.*?-->\n```yaml\n(.*?)```", doc, re.S).group(1))
+    config.pop("storage")
+    config.pop("compute_logs")  # its base_dir is the deployment's, not the test's
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(config))
+    daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
+    origin = RemoteJobOrigin(RemoteRepositoryOrigin(InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name="rom_pipeline.definitions")), "__repository__"), "nightly")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        running = create_run_for_test(instance, job_name="nightly", status=dg.DagsterRunStatus.STARTED,
+                                      tags=WRITER_TAG, remote_job_origin=origin)
+        queued = [create_run_for_test(instance, job_name="nightly", status=dg.DagsterRunStatus.QUEUED,
+                                      tags={**WRITER_TAG, "dagster/sensor_name": "new_delivery_sensor"},
+                                      remote_job_origin=origin)
+                  for _ in range(2)]
+        concurrency = instance.get_concurrency_config()
+        assert daemon._get_runs_to_dequeue(instance, concurrency, fixed_iteration_time=None) == []
+        instance.report_run_failed(running)  # the first run ends (however it ends)
+        dequeued = daemon._get_runs_to_dequeue(instance, concurrency, fixed_iteration_time=None)
+        assert [r.run_id for r in dequeued] == [queued[0].run_id]  # one at a time, oldest first

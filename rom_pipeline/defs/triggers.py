@@ -13,7 +13,10 @@ published copy is readable at any moment.
 - ``new_delivery_sensor``: starts the job when a ``manifest.json`` under the export
   root is added or changes (cursor and run key = fingerprint of every manifest's
   relative path and sha256), once the delivery has stopped changing for
-  ``ROM_DELIVERY_SETTLE_SECONDS`` (default 60).
+  ``ROM_DELIVERY_SETTLE_SECONDS`` (default 60). It looks every
+  ``ROM_SENSOR_INTERVAL_SECONDS`` (default 60, read when the code location loads), so a
+  delivery waits at most the interval plus the settle time (2 minutes by default) before its
+  run is launched (docs/operations.md, "How long a new delivery waits").
 """
 
 import os
@@ -27,14 +30,32 @@ import duckdb
 from rom_pipeline.defs.audit import fingerprint
 from rom_pipeline.lib.manifest import discover_manifests
 from rom_pipeline.resources import Workspace
+from rom_pipeline.runlock import hold_data_dir
 
 JOB_NAME = "nightly"
 SETTLE_ENV = "ROM_DELIVERY_SETTLE_SECONDS"
+DEFAULT_SETTLE_SECONDS = 60
+SENSOR_INTERVAL_ENV = "ROM_SENSOR_INTERVAL_SECONDS"
+DEFAULT_SENSOR_INTERVAL_SECONDS = 60
+MIN_SENSOR_INTERVAL_SECONDS = 30  # the daemon's sensor loop itself wakes about every 30 s at most
+
+
+def sensor_interval_seconds() -> int:
+    """How often the new-delivery sensor looks (ROM_SENSOR_INTERVAL_SECONDS), checked when the code loads."""
+    raw = os.environ.get(SENSOR_INTERVAL_ENV, "").strip()
+    if not raw:
+        return DEFAULT_SENSOR_INTERVAL_SECONDS
+    if not raw.isdigit() or int(raw) < MIN_SENSOR_INTERVAL_SECONDS:
+        raise ValueError(f"{SENSOR_INTERVAL_ENV}={raw!r}: give a whole number of seconds, at least "
+                         f"{MIN_SENSOR_INTERVAL_SECONDS} (default {DEFAULT_SENSOR_INTERVAL_SECONDS})")
+    return int(raw)
 WRITER_TAG = {"rom/writer": "work_db"}
 
 # DuckDB has one writer: the whole graph runs in one process, one step at a time; every
 # asset that writes is in the `duckdb_writer` pool and every run carries the rom/writer tag,
-# so the instance can keep runs of this job (schedule, sensor, backfill) from overlapping.
+# so the instance can keep runs of this job (schedule, sensor, backfill) from overlapping. Runs
+# started outside the queue (rom-pipeline run, a second webserver) meet the data dir's run lock:
+# the hook makes every step need the `run_lock` resource, which holds it for the whole run.
 nightly_job = dg.define_asset_job(
     name=JOB_NAME,
     selection=dg.AssetSelection.all(),
@@ -42,6 +63,7 @@ nightly_job = dg.define_asset_job(
                 "Incremental: only concerns with a new current delivery are recomputed.",
     executor_def=dg.in_process_executor,
     tags=WRITER_TAG,
+    hooks={hold_data_dir},
 )
 
 
@@ -113,7 +135,7 @@ def nightly_schedule(context: dg.ScheduleEvaluationContext, workspace: Workspace
 @dg.sensor(
     name="new_delivery_sensor",
     job=nightly_job,
-    minimum_interval_seconds=300,
+    minimum_interval_seconds=sensor_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Starts the nightly job when a manifest.json under the export root is new or changed "
                 "(and its delivery has stopped changing).",
@@ -127,7 +149,7 @@ def new_delivery_sensor(context: dg.SensorEvaluationContext, workspace: Workspac
     current = fingerprint.manifests_fingerprint(export_root)
     if context.cursor == current:
         return dg.SkipReason("no new or changed manifest.json since the last check")
-    landing = _still_landing(export_root, float(os.environ.get(SETTLE_ENV, "60")))
+    landing = _still_landing(export_root, float(os.environ.get(SETTLE_ENV) or DEFAULT_SETTLE_SECONDS))
     if landing:  # cursor not advanced: the next tick looks again
         return dg.SkipReason(f"delivery still landing: {', '.join(landing[:5])}")
     last = last_publish(workspace)

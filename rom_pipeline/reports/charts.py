@@ -84,14 +84,14 @@ class _Svg:
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """About ``count`` round tick values covering low..high (steps of 1, 2, 2.5 or 5 times a power of ten)."""
+    """About ``count`` round tick values covering low..high (steps of 1, 2 or 5 times a power of ten)."""
     if not (math.isfinite(low) and math.isfinite(high)):
         return []
     if high <= low:
         high = low + 1.0
     raw = (high - low) / max(count, 1)
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
     first = math.floor(low / step + 1e-9) * step
     ticks, t = [], first
     while t <= high + step * 1e-6:

@@ -11,13 +11,15 @@ prints, charts' axes and labels and the PDF included, goes through :func:`dutch`
     indicator value   93,53        two decimals (the seed's "gemiddelde" column)
     count             1.234
 
-A missing value is an empty string (the seed leaves the cell blank). A number that rounds to zero
+Rounding is half away from zero (81,25 -> 81,3). A missing value is an empty string (the seed
+leaves the cell blank). A number that rounds to zero
 prints without a sign: a z of -0.04 is "0,0", not "-0,0" (a sign there would claim a direction
 the rounded figure does not have, and equal text keeps equal colour).
 """
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from numbers import Real
 
 EMPTY = ""
@@ -28,8 +30,15 @@ def _is_missing(x) -> bool:
 
 
 def dutch(x: float, decimals: int = 0) -> str:
-    """``x`` rounded to ``decimals``, Dutch style: 1234.5 -> "1.234,5"; never "-0" / "-0,0"."""
-    text = f"{float(x):,.{decimals}f}"
+    """``x`` rounded to ``decimals``, Dutch style: 1234.5 -> "1.234,5"; never "-0" / "-0,0".
+
+    Rounds half away from zero on the number as written (81.25 -> "81,3", 2.675 -> "2,68"), as a reader
+    rounds, not half-to-even on the binary float (which printed 81.25 as "81,2")."""
+    try:
+        exact = Decimal(repr(float(x))).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+        text = f"{exact:,.{decimals}f}"
+    except InvalidOperation:  # beyond Decimal's precision: no half to round
+        text = f"{float(x):,.{decimals}f}"
     if text.startswith("-") and not any(c in "123456789" for c in text):
         text = text[1:]  # rounds to zero: no sign
     return text.replace(",", "_").replace(".", ",").replace("_", ".")

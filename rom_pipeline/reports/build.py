@@ -227,13 +227,25 @@ def _leaf(value):
     return value
 
 
+def _row_text(row) -> str:
+    """One row (a dict of plain values, the usual case) as stable text; anything else through _leaf."""
+    if type(row) is dict:
+        return repr(tuple(f"{v:.9g}" if type(v) is float else v for v in row.values()))
+    return repr(_leaf(row))
+
+
 def _fingerprint(value) -> int:
     """Order-independent fingerprint of a query result (a list of rows, or a dict of rows): the sum of its
     elements' hashes, so that rows a query returns in another order give the same fingerprint."""
-    elements = value.items() if isinstance(value, dict) else value if isinstance(value, (list, tuple, set)) else [value]
+    if isinstance(value, dict):
+        texts = (repr(_leaf(k)) + _row_text(v) for k, v in value.items())
+    elif isinstance(value, (list, tuple, set)):
+        texts = (_row_text(v) for v in value)
+    else:
+        texts = iter([repr(_leaf(value))])
     total = 0
-    for element in elements:
-        total += int.from_bytes(hashlib.blake2b(repr(_leaf(element)).encode(), digest_size=16).digest(), "big")
+    for text in texts:
+        total += int.from_bytes(hashlib.blake2b(text.encode(), digest_size=16).digest(), "big")
     return total % (1 << 128)
 
 

@@ -45,15 +45,19 @@ def data_uri(svg: str) -> str:
 # --- small SVG builder ------------------------------------------------------------------------------
 
 def _n(x: float) -> str:
-    """A coordinate: two decimals at most, no trailing zeros."""
-    return f"{x:.2f}".rstrip("0").rstrip(".")
+    """A coordinate, to a tenth of a pixel."""
+    return f"{x:.1f}"
 
 
-def _attrs(**kw) -> str:
-    return "".join(f" {k.rstrip('_').replace('_', '-')}={quoteattr(str(v))}" for k, v in kw.items() if v is not None)
+def _dash(dash: str | None) -> str:
+    return f' stroke-dasharray="{dash}"' if dash else ""
 
 
 class _Svg:
+    """Plain string building (f-strings; colours and dashes are this module's constants, text is escaped):
+    a therapist page draws hundreds of elements per chart, and attribute quoting per element cost more
+    than the rest of the page."""
+
     def __init__(self, width: float, height: float, title: str):
         self.width, self.height = width, height
         self.parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_n(width)}" height="{_n(height)}" '
@@ -62,22 +66,29 @@ class _Svg:
                       f'<rect x="0" y="0" width="{_n(width)}" height="{_n(height)}" fill="#ffffff"/>']
 
     def line(self, x1, y1, x2, y2, colour, width=1.0, dash: str | None = None):
-        self.parts.append(f"<line{_attrs(x1=_n(x1), y1=_n(y1), x2=_n(x2), y2=_n(y2), stroke=colour, stroke_width=width, stroke_dasharray=dash)}/>")
+        self.parts.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{colour}" '
+                          f'stroke-width="{width}"{_dash(dash)}/>')
 
     def polyline(self, points: Sequence[tuple[float, float]], colour, width=1.0, dash: str | None = None):
         if len(points) >= 2:
-            pts = " ".join(f"{_n(x)},{_n(y)}" for x, y in points)
-            self.parts.append(f"<polyline{_attrs(points=pts, fill='none', stroke=colour, stroke_width=width, stroke_dasharray=dash)}/>")
+            pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+            self.parts.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="{width}"'
+                              f'{_dash(dash)}/>')
 
     def circle(self, x, y, r, colour, edge: str | None = "#ffffff"):
-        self.parts.append(f"<circle{_attrs(cx=_n(x), cy=_n(y), r=_n(r), fill=colour, stroke=edge, stroke_width=0.8 if edge else None)}/>")
+        stroke = f' stroke="{edge}" stroke-width="0.8"' if edge else ""
+        self.parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}" fill="{colour}"{stroke}/>')
 
     def rect(self, x, y, w, h, colour, edge: str | None = None):
-        self.parts.append(f"<rect{_attrs(x=_n(x), y=_n(y), width=_n(max(w, 0)), height=_n(max(h, 0)), fill=colour, stroke=edge, stroke_width=0.6 if edge else None)}/>")
+        stroke = f' stroke="{edge}" stroke-width="0.6"' if edge else ""
+        self.parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{max(h, 0):.1f}" '
+                          f'fill="{colour}"{stroke}/>')
 
     def text(self, x, y, text: str, size=11.0, anchor="start", colour=INK, bold=False, rotate: float | None = None):
-        transform = f"rotate({_n(rotate)} {_n(x)} {_n(y)})" if rotate else None
-        self.parts.append(f"<text{_attrs(x=_n(x), y=_n(y), font_size=_n(size), text_anchor=anchor, fill=colour, font_weight='bold' if bold else None, transform=transform)}>{escape(text)}</text>")
+        extra = (' font-weight="bold"' if bold else "") + \
+            (f' transform="rotate({rotate} {x:.1f} {y:.1f})"' if rotate else "")
+        self.parts.append(f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" '
+                          f'fill="{colour}"{extra}>{escape(text)}</text>')
 
     def done(self) -> str:
         return "".join(self.parts) + "</svg>"
@@ -334,7 +345,7 @@ def funnel_chart(points: Sequence[FunnelPoint], *, centre: float | None, sd: flo
         svg.text(ax.x(t), ax.bottom + 14, dutch(t, _decimals(x_ticks)), 9.5, "middle", MUTED)
     svg.text((ax.left + ax.right) / 2, ax.bottom + 30, x_label, 10, "middle", MUTED)
     if has_limits:
-        grid = [1 + (top_n - 1) * i / 120 for i in range(121)]
+        grid = [1 + (top_n - 1) * (i / 60) ** 2 for i in range(61)]  # denser at small n, where the limits bend
         for z, colour, dash in ((Z_95, LIMIT_95, "5 3"), (Z_998, LIMIT_998, "2 2")):
             limits = [funnel_limits(centre, sd, n, z, proportion) for n in grid]
             for side in (0, 1):

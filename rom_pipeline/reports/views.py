@@ -346,14 +346,14 @@ def location_context(concern_id: str, concern_name: str,
                     out.append(None if r is None or _is_suppressed(r) else r["value"])
                 return out
             target = rules.targets.get(indicator, {}).get("target")
-            png = charts.trend_chart(
+            svg = charts.trend_chart(
                 [period_label(q) for q in units.quarters],
                 [charts.Line(f"{location['location_name']} ({loc_id})", series("location", loc_id), True),
                  charts.Line("organisatie (gemiddelde van de vestigingen)", series("concern", concern_id))],
                 title=labels.INDICATORS[indicator], percent=True, target=target,
                 target_label=f"target {rules.target_text(indicator)}" if target is not None else None,
                 y_range=(0, 100) if indicator.startswith("pct_") else None)
-            trend_charts.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(png)})
+            trend_charts.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(svg)})
 
     funnels = []
     by_indicator = defaultdict(list)
@@ -367,7 +367,7 @@ def location_context(concern_id: str, concern_name: str,
         shown = [r for r in rows if r["value"] is not None and not _is_suppressed(r)]
         points = [charts.FunnelPoint(r["unit_id"], r["n"], r["value"], r["unit_id"] == loc_id) for r in shown]
         target = rules.targets.get(indicator, {}).get("target")
-        png = charts.funnel_chart(points, centre=centre, sd=sd, proportion=indicator.startswith("pct_"),
+        svg = charts.funnel_chart(points, centre=centre, sd=sd, proportion=indicator.startswith("pct_"),
                                   percent=indicator in labels.PERCENT_INDICATORS,
                                   y_range=labels.INDICATOR_RANGES.get(indicator),
                                   title=f"{labels.INDICATORS[indicator]}, {year}", target=target,
@@ -383,7 +383,7 @@ def location_context(concern_id: str, concern_name: str,
                 fmt_ci(indicator, r["funnel_95_low"], r["funnel_95_high"]),
                 "position": EMPTY if hidden else funnel_position(r),
                 "cls": "suppressed" if hidden else ""})
-        funnels.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(png), "table": table,
+        funnels.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(svg), "table": table,
                         "centre": fmt_indicator(indicator, centre)})
 
     breakdowns = _breakdown_tables(breakdown_rows, concern_id, loc_id, rules)
@@ -463,7 +463,7 @@ def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple
         own = [bench.get((tid, "quarter", q, indicator)) for q in quarters]
         org = [units.get("concern", concern["id"], "quarter", q, indicator) for q in quarters]
         target = rules.targets.get(indicator, {}).get("target")
-        png = charts.trend_chart(
+        svg = charts.trend_chart(
             [period_label(q) for q in quarters],
             [charts.Line(f"{tid} (alle kwartalen; n < {rules.min_n} onbetrouwbaar)",
                          [r["value"] if r else None for r in own], True),
@@ -472,7 +472,7 @@ def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple
             title=labels.INDICATORS[indicator], percent=True, target=target,
             target_label=f"target {rules.target_text(indicator)}" if target is not None else None,
             y_range=(0, 100) if indicator.startswith("pct_") else None)
-        trend_charts.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(png)})
+        trend_charts.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(svg)})
 
     funnels = []
     if year:
@@ -487,13 +487,13 @@ def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple
                                          r["unit_id"] == tid)
                       for r in rows if r["value"] is not None and r["n"]]
             target = rules.targets.get(indicator, {}).get("target")
-            png = charts.funnel_chart(points, centre=centre, sd=sd, proportion=indicator.startswith("pct_"),
+            svg = charts.funnel_chart(points, centre=centre, sd=sd, proportion=indicator.startswith("pct_"),
                                       percent=indicator in labels.PERCENT_INDICATORS,
                                       y_range=labels.INDICATOR_RANGES.get(indicator),
                                       title=f"{labels.INDICATORS[indicator]}, {year}", target=target,
                                       target_label=f"target {rules.target_text(indicator)}"
                                       if target is not None else None)
-            funnels.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(png),
+            funnels.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(svg),
                             "value": manager_cell(indicator, mine, rules),
                             "limits": fmt_ci(indicator, mine.get("funnel_95_low"), mine.get("funnel_95_high")),
                             "position": funnel_position(mine), "centre": fmt_indicator(indicator, centre)})

@@ -11,6 +11,8 @@ import math
 import os
 import re
 import shutil
+import xml.etree.ElementTree as ET
+import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -22,12 +24,13 @@ from conftest import Pipeline
 from rom_pipeline.generate.cli import main as generate
 from rom_pipeline.reports import build, build_reports, charts, labels
 from rom_pipeline.reports.formatting import (
-    fmt_by_unit, fmt_count, fmt_eur, fmt_n, fmt_number, fmt_pct, fmt_z, z_colour_class,
+    dutch, fmt_by_unit, fmt_count, fmt_eur, fmt_n, fmt_number, fmt_pct, fmt_z, parse_dutch, z_colour_class,
 )
-from rom_pipeline.reports.pdf import find_chromium, html_to_pdf
-from rom_pipeline.reports.views import fmt_indicator, n_label
+from rom_pipeline.reports.pdf import render_pdf
+from rom_pipeline.reports.views import fmt_indicator, n_label, z_cell
 
-DATA_URI = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]+")
+DATA_URI = re.compile(r"data:image/svg\+xml;base64,[A-Za-z0-9+/=]+")
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 # --- pure functions --------------------------------------------------------------------------------
@@ -41,17 +44,35 @@ def test_z_colour_class(z, cls):
     assert z_colour_class(z) == cls
 
 
-def test_formats_follow_the_seed():
-    assert fmt_pct(61.3308) == "61.3%"
-    assert fmt_eur(38605 / 13) == "€ 2,970"
-    assert fmt_eur(1808010) == "€ 1,808,010"
-    assert fmt_eur(-21069.4) == "€ -21,069"
-    assert fmt_number(0.4100001, 2) == "0.41"
-    assert fmt_z(-0.04) == "0.0" and fmt_z(-0.26) == "-0.3"
-    assert fmt_count(1234) == "1,234"
-    assert fmt_by_unit(61.33, "percent") == "61.3%" and fmt_by_unit(2969.6, "euro") == "€ 2,970"
+def test_formats_are_dutch():
+    """Issue 10 item 12: a point between thousands, a comma before decimals; expected strings by hand."""
+    assert dutch(1234.5, 1) == "1.234,5" and dutch(1234567.891, 2) == "1.234.567,89" and dutch(999.95, 1) == "1.000,0"
+    assert dutch(81.25, 1) == "81,3" and dutch(2.675, 2) == "2,68" and dutch(-0.05, 1) == "-0,1" and dutch(0.5) == "1"
+    assert fmt_pct(29.6) == "29,6%" and fmt_pct(61.3308) == "61,3%" and fmt_pct(100) == "100,0%"
+    assert fmt_eur(38605 / 13) == "€ 2.970"
+    assert fmt_eur(1808010) == "€ 1.808.010"
+    assert fmt_eur(-21069.4) == "€ -21.069"
+    assert fmt_number(0.4100001, 2) == "0,41" and fmt_number(93.534, 2) == "93,53"
+    # rounds to zero: no sign (documented in docs/reports.md)
+    assert fmt_z(-0.04) == "0,0" and fmt_z(-0.26) == "-0,3" and fmt_number(-0.004, 2) == "0,00" and dutch(-0.4) == "0"
+    assert fmt_count(1234) == "1.234" and fmt_count(1234567) == "1.234.567" and fmt_count(12) == "12"
+    assert fmt_by_unit(61.33, "percent") == "61,3%" and fmt_by_unit(2969.6, "euro") == "€ 2.970"
+    assert fmt_by_unit(1.5, "ratio") == "1,50"
     assert fmt_pct(None) == "" and fmt_eur(float("inf")) == ""
-    assert fmt_n(4) == "<5" and fmt_n(5) == "5" and n_label(3, 5) == "n < 5" and n_label(12, 5) == "n = 12"
+    assert fmt_n(4) == "<5" and fmt_n(5) == "5" and fmt_n(1500) == "1.500"
+    assert n_label(3, 5) == "n < 5" and n_label(12, 5) == "n = 12"
+    assert parse_dutch("1.234,5") == 1234.5 and parse_dutch("-0,3") == -0.3 and parse_dutch("29,6%") == 29.6
+    assert fmt_indicator("pct_complete", 81.25) == "81,3%" and fmt_indicator("mean_satisfaction", 7.25) == "7,3"
+
+
+def test_z_colour_follows_the_direction():
+    """Issue 10 item 12: for a lower-is-better indicator a higher (worse) value is pink, not yellow."""
+    assert z_cell(1.26, higher_is_better=False) == {"text": "1,3", "cls": "z-pink-1"}
+    assert z_cell(1.26, higher_is_better=True) == {"text": "1,3", "cls": "z-yellow-1"}
+    assert z_cell(-2.7, higher_is_better=False) == {"text": "-2,7", "cls": "z-yellow-3"}
+    assert z_cell(1.26) == {"text": "1,3", "cls": "z-yellow-1"}   # not oriented: financial ratios
+    assert z_cell(-0.04, higher_is_better=False) == {"text": "0,0", "cls": "z-0"}
+    assert z_cell(None, higher_is_better=False) == {"text": "", "cls": "z-none"}
 
 
 def test_funnel_limits_are_spiegelhalters():
@@ -60,10 +81,58 @@ def test_funnel_limits_are_spiegelhalters():
     assert charts.funnel_limits(99.0, 10.0, 1, charts.Z_998, proportion=True)[1] == 100.0
 
 
-def test_charts_are_png():
-    png = charts.spending_chart(["a", "b"], [("2024", [10.0, None])], ("gemiddelde", [5.0, -2.0]))
-    assert png.startswith(b"\x89PNG")
-    assert charts.data_uri(png).startswith("data:image/png;base64,")
+def _svg(text: str) -> ET.Element:
+    root = ET.fromstring(text)  # well-formed XML, or this raises
+    assert root.tag == f"{SVG}svg"
+    return root
+
+
+def _texts(root: ET.Element) -> list[str]:
+    return [t.text for t in root.iter(f"{SVG}text")]
+
+
+def test_spending_chart_is_svg_with_one_bar_per_reported_share():
+    svg = charts.spending_chart(["a", "b"], [("2024", [10.0, None])], ("gemiddelde", [5.0, -2.0]))
+    root = _svg(svg)
+    # background + 2 legend boxes + 3 bars (the None share has none)
+    assert len(root.findall(f"{SVG}rect")) == 1 + 2 + 3
+    texts = _texts(root)
+    assert "2024" in texts and "gemiddelde" in texts and "a" in texts and "b" in texts
+    assert "10%" in texts and "-5%" in texts  # y axis from -5 to 10 around -2..10, labels with %
+    assert charts.data_uri(svg).startswith("data:image/svg+xml;base64,")
+
+
+def test_trend_chart_breaks_the_line_at_a_missing_value_and_draws_the_target():
+    svg = charts.trend_chart(["2025 K1", "2025 K2", "2025 K3", "2025 K4"],
+                             [charts.Line("Vestiging A", [50.0, 60.0, None, 70.5], True)],
+                             title="Volledige scores", percent=True, target=80.0, target_label="target ≥ 80,0%",
+                             y_range=(0, 100))
+    root = _svg(svg)
+    assert len(root.findall(f"{SVG}polyline")) == 1          # K1-K2; K4 stands alone (a gap at K3)
+    assert len(root.findall(f"{SVG}circle")) == 3            # a dot per value
+    target = [l for l in root.findall(f"{SVG}line") if l.get("stroke") == charts.TARGET]
+    assert len(target) == 2                                  # the line and its legend sample
+    texts = _texts(root)
+    assert {"0%", "20%", "40%", "60%", "80%", "100%"} <= set(texts)
+    assert "target ≥ 80,0%" in texts and "2025 K3" in texts and "Volledige scores" in texts
+
+
+def test_funnel_chart_marks_the_unit_and_labels_limits_in_dutch():
+    svg = charts.funnel_chart([charts.FunnelPoint("L1", 40, 72.5, True), charts.FunnelPoint("L2", 120, 80.0)],
+                              centre=77.25, sd=41.9, proportion=True, title="Volledige scores, 2025")
+    root = _svg(svg)
+    circles = root.findall(f"{SVG}circle")
+    assert [c.get("fill") for c in circles] == [charts.OTHERS, charts.HIGHLIGHT]  # the unit drawn last, on top
+    assert len(root.findall(f"{SVG}polyline")) == 4  # 95% and 99.8%, lower and upper
+    texts = _texts(root)
+    assert "alle trajecten samen (77,3%)" in texts and "99,8%-grenzen" in texts and "L1" in texts
+
+
+def test_nice_ticks():
+    assert charts.nice_ticks(0, 100) == [0, 20, 40, 60, 80, 100]
+    assert charts.nice_ticks(-2, 10) == [-5, 0, 5, 10]
+    assert charts.nice_ticks(0, 1.15) == [0, 0.5, 1.0, 1.5]
+    assert charts.nice_ticks(20, 55) == [20, 30, 40, 50, 60]
 
 
 # --- the build -------------------------------------------------------------------------------------
@@ -162,8 +231,8 @@ def test_seed_001_figures_in_the_c900_report(built):
     growth = row(tabs, "Omzetstijging", "Financiële kengetallen")
     budget = row(tabs, "Gemiddeld budget per cliënt", "Financiële kengetallen")
     # columns: label, then (waarde, z-score, z groep) for 2011, 2012, 2013
-    assert growth[7][0] == "61.3%"
-    assert budget[1][0] == "€ 2,970"
+    assert growth[7][0] == "61,3%"
+    assert budget[1][0] == "€ 2.970"
     text = " ".join(path.read_text(encoding="utf-8").split())
     for section in ("Benchmarkrapport:", "Kengegevens", "Algemene informatie over het concern", "Bedrijfsopbrengsten",
                     "Benchmark financiële kengetallen", "Verdeling uitgaven", "Kwaliteit", "Kwaliteitsindicatoren",
@@ -171,7 +240,7 @@ def test_seed_001_figures_in_the_c900_report(built):
         assert section in text, section
     assert "niet gebruikt worden om concerns te rangschikken" in text
     assert "mogen niet worden gebruikt om concerns te rangschikken" in text
-    assert "data:image/png;base64," in text  # the spending chart, embedded
+    assert "data:image/svg+xml;base64," in text  # the spending chart, embedded
 
 
 def _concern_files(built):
@@ -243,8 +312,24 @@ def test_z_cells_carry_their_colour(built):
     html = (built.root / "shared" / "concerns" / "C900-2013.html").read_text(encoding="utf-8")
     cells = re.findall(r'<td class="num (z-[a-z0-9-]+)">([^<]*)</td>', html)
     assert cells
-    for cls, text in cells:
-        assert cls == z_colour_class(float(text.replace(",", "")) if text else None), (cls, text)
+    for cls, text in cells:  # financial ratios: not oriented
+        assert cls == z_colour_class(parse_dutch(text) if text else None), (cls, text)
+
+
+def test_lower_is_better_indicators_are_coloured_by_direction(built):
+    """Issue 10 item 12: in the indicator tables a lower-is-better row's colour is that of the negated z."""
+    checked = {True: 0, False: 0}
+    for path in _concern_files(built):
+        html = path.read_text(encoding="utf-8")
+        for name, lower, cls, text in re.findall(
+                r'<tr><td class="label">([^<]*)( <span class="lower">\(lager is beter\)</span>)?</td>\s*'
+                r'<td class="num">[^<]*</td><td class="num">[^<]*</td><td class="num (z-[a-z0-9-]+)">([^<]*)</td>', html):
+            if not text:
+                continue
+            z = parse_dutch(text)
+            assert cls == z_colour_class(-z if lower else z), (path.name, name, text, cls)
+            checked[bool(lower)] += abs(z) >= 0.5
+    assert checked[True] > 0 and checked[False] > 0, checked
 
 
 def _locations(built):
@@ -328,8 +413,10 @@ def _therapists(built) -> list[tuple[str, str, str]]:
 
 
 def _visible_text(path: Path) -> str:
-    """The file without its embedded images (base64 can contain any short id by chance)."""
-    return DATA_URI.sub("data:image/png;base64,", path.read_text(encoding="utf-8"))
+    """The file with its embedded charts decoded (SVG: their labels are text a reader sees)."""
+    import base64
+    return DATA_URI.sub(lambda m: base64.b64decode(m.group(0).split(",", 1)[1]).decode("utf-8"),
+                        path.read_text(encoding="utf-8"))
 
 
 def _mentions(text: str, ids) -> set[str]:
@@ -348,27 +435,48 @@ def test_no_therapist_in_any_shared_report(built):
         assert "behandelaar-" not in text and "Behandelaar T" not in text
 
 
-def test_shared_case_mix_hides_a_therapist_attribute_of_one_therapist(built):
-    """A trainee category resting on one therapist is that therapist's result: never in a shared report."""
-    con = built.work()
-    counts = con.execute("""
-        SELECT concern_id, location_id, strftime(end_date, '%Y') AS year, therapist_experience,
-               count(DISTINCT therapist_id) AS therapists
-        FROM marts.episode_outcomes WHERE is_closed GROUP BY ALL""").fetchall()
+def test_shared_case_mix_shows_the_published_suppression(built):
+    """Issue 9 part 3: the report reads the warehouse's ``suppressed`` flag (no re-derivation): a breakdown
+    cell is '–' exactly where marts.indicator_breakdowns says suppressed, with the reason as its title;
+    a trainee / experienced category on too few therapists is suppressed by the SQL, and shows so."""
+    con = built.warehouse()
+    rows = con.execute("""
+        SELECT concern_id, unit_id, period, dimension, category, indicator, value, suppressed, suppression_reason
+        FROM marts.indicator_breakdowns WHERE level = 'location' AND period_type = 'year'""").fetchall()
     con.close()
-    single = {(c, l, y) for c, l, y, _, n in counts if n < 2}
-    hidden = 0
+    published = {r[:6]: r[6:] for r in rows}
+    by_label = {labels.label(labels.CATEGORIES, r[4]): r[4] for r in rows}
+    dims = dict((text, code) for code, text in labels.BREAKDOWN_DIMENSIONS)
+    checked, therapist_reason = 0, 0
     for concern_id, location_id, _ in _locations(built):
+        before = therapist_reason
         path = built.root / "shared" / "locations" / f"{concern_id}-{location_id}.html"
-        year = re.search(r"Casemix (\d{4})", path.read_text(encoding="utf-8"))
-        if not year or (concern_id, location_id, year.group(1)) not in single:
+        html = path.read_text(encoding="utf-8")
+        year = re.search(r"Casemix (\d{4})", html)
+        if not year:
             continue
-        t = next(t for t in tables(path) if t and t[0][0][0] == "Categorie"
-                 and any(r[0][0] in ("Ervaren", "In opleiding") for r in t[2:]))
-        for r in t[2:]:
-            assert all(main in ("–", "") for main, _ in r[1::2]), (path.name, r)  # the location's columns
-        hidden += 1
-    assert hidden > 0, "the sample should have a location with a single trainee"
+        headings = re.findall(r"<h3>([^<]*)</h3>\s*<table>", html)
+        case_mix = [t for t in tables(path) if t and t[0][0][0] == "Categorie"]
+        assert len(headings) >= len(case_mix)
+        for heading, t in zip(headings[-len(case_mix):], case_mix):
+            dimension = dims[html_lib.unescape(heading)]
+            for r in t[2:]:
+                category = by_label[r[0][0]]
+                for i, indicator in enumerate(labels.BREAKDOWN_INDICATORS):
+                    value, suppressed, reason = published.get(
+                        (concern_id, location_id, year.group(1), dimension, category, indicator), (None, None, None))
+                    main = r[1 + 2 * i][0]
+                    if suppressed:
+                        assert main == "–", (path.name, dimension, category, indicator, main)
+                        therapist_reason += dimension == "therapist_experience" and reason != "n_below_min_n"
+                    elif value is not None:
+                        assert main == fmt_indicator(indicator, value), (path.name, dimension, category, indicator)
+                    checked += 1
+        if therapist_reason > before:  # the reason, in Dutch, as the suppressed cell's title
+            assert re.search(r'class="num suppressed" title="onderdrukt: een categorie rust op (te weinig|één) '
+                             r'behandelaar', html), path.name
+    assert checked > 50
+    assert therapist_reason > 0, "the sample should have a trainee / experienced category on too few therapists"
 
 
 def test_the_warehouse_holds_no_therapist_level_figure(built):
@@ -435,6 +543,21 @@ def test_therapist_pages_show_unreliable_figures_flagged(built):
     page = built.root / "managers" / f"{concern_id}-{location_id}" / f"behandelaar-{therapist_id}.html"
     cells = row(tables(page), labels.INDICATORS[indicator])
     assert any(main == fmt_indicator(indicator, value) + "*" for main, _ in cells)
+    # an unreliable z keeps its colour and is marked besides (issue 10 item 12): no plain "unreliable" tint
+    html = page.read_text(encoding="utf-8")
+    by_label = {html_lib.escape(text, quote=False): code for code, text in labels.INDICATORS.items()}
+    marked = 0
+    for tr in re.findall(r"<tr>.*?</tr>", html, re.S):
+        label = re.search(r'<td class="label">([^<]*)', tr)
+        if not label or label.group(1).strip() not in by_label:
+            continue
+        code = by_label[label.group(1).strip()]
+        for cls, text in re.findall(r'<td class="num (z-[a-z0-9-]+) unreliable-mark" title="onbetrouwbaar: minder '
+                                    r'dan \d+ trajecten">([^<]*)\*</td>', tr):
+            z = parse_dutch(text)
+            assert cls == z_colour_class(-z if code in labels.LOWER_IS_BETTER else z), (code, text, cls)
+            marked += 1
+    assert marked, "an unreliable z-score, marked"
 
 
 def test_the_index_lists_every_shared_report(built):
@@ -449,7 +572,8 @@ def test_the_index_lists_every_shared_report(built):
 def test_materialisation_metadata_counts_files_and_names_no_therapist(built):
     ids = {t for _, _, t in _therapists(built)}
     metadata = built.materialisations[0].metadata
-    assert metadata["files"].value == sum(1 for p in built.root.rglob("*") if p.is_file())
+    assert metadata["files"].value == sum(1 for p in built.root.rglob("*") if p.is_file()
+                                          and p.name != build.PAGES_MANIFEST)
     assert metadata["concern_reports"].value == len(list((built.root / "shared" / "concerns").glob("*.html")))
     assert not _mentions(str(metadata), ids)
 
@@ -504,20 +628,71 @@ def test_rendering_tasks_can_run_in_worker_processes():
     assert build._run_tasks([(_square, 2.0), (_square, 3.0)], workers=1) == [4.0, 9.0]
 
 
-def test_without_chromium_the_pdfs_are_skipped_with_a_note(tmp_path, monkeypatch):
-    (tmp_path / "shared" / "concerns").mkdir(parents=True)
-    (tmp_path / "shared" / "concerns" / "C1-2024.html").write_text("<html><body>x</body></html>")
-    monkeypatch.setenv("ROM_CHROMIUM", str(tmp_path / "no-such-chromium"))
-    notes = []
-    result = build.BuildResult(root=tmp_path, version_dir=tmp_path)
-    build._print_pdfs(tmp_path, result, True, notes.append)
-    assert result.pdf_files == 0 and "PDFs skipped" in result.pdf_note and notes == [result.pdf_note]
-    assert not list(tmp_path.rglob("*.pdf"))
+def _pdf_streams(pdf: bytes) -> list[bytes]:
+    """A PDF's streams, decompressed where they are (zlib)."""
+    out = []
+    for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
+        try:
+            out.append(zlib.decompress(stream))
+        except zlib.error:
+            out.append(stream)
+    return out
 
 
-@pytest.mark.skipif(find_chromium() is None, reason="no Chromium binary: PDFs are skipped by design")
-def test_a_concern_report_prints_to_pdf(built, tmp_path):
-    html = tmp_path / "C900-2013.html"
-    shutil.copy(built.root / "shared" / "concerns" / "C900-2013.html", html)
-    pdf = html_to_pdf(find_chromium(), html, tmp_path / "C900-2013.pdf")
-    assert pdf.read_bytes().startswith(b"%PDF")
+def _pdf_text(pdf: bytes) -> str:
+    """The text operands of a PDF's content streams, joined."""
+    return " ".join(m.decode("cp1252") for data in _pdf_streams(pdf)
+                    for m in re.findall(rb"\((.*?)(?<!\\)\) ?Tj", data))
+
+
+def test_a_concern_report_becomes_an_a4_pdf_without_a_browser(built, tmp_path, monkeypatch):
+    """Issue 11 part 3: PDFs everywhere (fpdf2, from the project's own dependencies; this runs in CI)."""
+    monkeypatch.setenv("PATH", "/nonexistent")  # no chromium, no poppler: the PDF needs neither
+    html = (built.root / "shared" / "concerns" / "C900-2013.html").read_text(encoding="utf-8")
+    pdf = render_pdf(html, tmp_path / "C900-2013.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-")
+    assert len(re.findall(rb"/Type /Page\b", pdf)) >= 3
+    assert b"/MediaBox [0 0 595.28 841.89]" in pdf  # A4 in points
+    text = _pdf_text(pdf)
+    for expected in ("Stichting Samenwerkende Zorgboeren Zuid", "Financiële kengetallen", "Omzetstijging", "61,3%",
+                     "€ 2.970", "Disclaimer", "Bijlage 2"):
+        assert expected in text, expected
+    assert "data:image" not in text
+    drawn = b"\n".join(_pdf_streams(pdf))
+    assert len(re.findall(rb" re\b", drawn)) > 100  # table cells (and bars) as rectangles
+    assert "Loonkosten" in text and "% van de bedrijfsopbrengsten" in text  # the spending chart's own labels
+
+
+def test_reports_are_rendered_again_only_where_their_data_changed(built, tmp_path):
+    """Issue 11 part 3: a second build with nothing new links every page from the previous version; a change
+    in one concern's figures renders that concern's pages (and the benchmark reports it appears in) again."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("warehouse.duckdb", "work.duckdb"):
+        shutil.copy(built.data_dir / name, data / name)
+    first = build_reports(data / "warehouse.duckdb", data / "work.duckdb", data, pdf=True, log=lambda m: None)
+    assert first.reused_tasks == 0 and first.pdf_files == first.concern_reports > 0
+    second = build_reports(data / "warehouse.duckdb", data / "work.duckdb", data, pdf=True, log=lambda m: None)
+    assert second.rendered_tasks == 0 and second.reused_tasks == first.rendered_tasks
+    assert second.version_dir != first.version_dir and (data / "reports").resolve() == second.version_dir
+    page = "shared/locations/" + sorted(p.name for p in (first.version_dir / "shared" / "locations").iterdir())[0]
+    assert os.path.samefile(first.version_dir / page, second.version_dir / page)  # linked, not rendered
+    assert sorted(p.relative_to(second.version_dir).as_posix() for p in second.version_dir.rglob("*") if p.is_file()) \
+        == sorted(p.relative_to(first.version_dir).as_posix() for p in first.version_dir.rglob("*") if p.is_file())
+
+    # One location's figure changes: that concern's location task runs again, the other concern's does not.
+    con = duckdb.connect(str(data / "warehouse.duckdb"))
+    concern_id, unit_id, period = con.execute("""
+        SELECT concern_id, unit_id, period FROM marts.indicators WHERE level = 'location' AND period_type = 'year'
+          AND indicator = 'pct_complete' AND NOT suppressed ORDER BY ALL LIMIT 1""").fetchone()
+    con.execute("UPDATE marts.indicators SET value = 12.34 WHERE concern_id = ? AND level = 'location' "
+                "AND unit_id = ? AND period = ? AND indicator = 'pct_complete'", [concern_id, unit_id, period])
+    con.close()
+    third = build_reports(data / "warehouse.duckdb", data / "work.duckdb", data, pdf=True, log=lambda m: None)
+    assert third.rendered_tasks == 1, third
+    changed = third.version_dir / "shared" / "locations" / f"{concern_id}-{unit_id}.html"
+    assert "12,3%" in changed.read_text(encoding="utf-8")
+    others = [p for p in (third.version_dir / "shared" / "locations").iterdir() if not p.name.startswith(concern_id)]
+    assert others and all(os.path.samefile(p, second.version_dir / "shared" / "locations" / p.name) for p in others)
+
+

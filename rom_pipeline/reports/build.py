@@ -18,10 +18,19 @@ Atomic: ``reports`` is a symlink to ``.reports/<version>``. A new version is bui
 ``os.replace``; a reader sees the old tree or the new one, never a mix, and a failed
 build leaves the published reports as they were. The previous version is kept (a
 reader may still be in it); older ones are removed.
+
+Incremental: each rendering task (one concern report with its PDF; one concern's location
+reports and manager packages) records the queries it made and a digest of their results (with
+the rendering code's version) in ``.pages.json`` of its version. The next build replays those
+queries; when the digest is the same, the task's files are hard-linked from the previous version
+instead of rendered again (a concern with no new delivery keeps its pages). The new version is
+still complete on its own and swapped in whole. Tasks run in a process pool sized by the cores.
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import multiprocessing
 import os
 import shutil
@@ -33,13 +42,25 @@ from typing import Callable
 
 from rom_pipeline.reports import views
 from rom_pipeline.reports.data import ManagerSource, SharedSource
-from rom_pipeline.reports.pdf import find_chromium, html_files_to_pdf
+from rom_pipeline.reports.pdf import render_pdf
 from rom_pipeline.reports.render import render
+
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 REPORTS_LINK = "reports"
 VERSIONS_DIR = ".reports"
 KEEP_VERSIONS = 2
 STALE_BUILD_HOURS = 6
+PAGES_MANIFEST = ".pages.json"
+
+
+def code_version() -> str:
+    """Hash of the rendering code, templates and stylesheet: a change to any of them renders every page again."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in PACKAGE_DIR.rglob("*") if p.is_file() and p.suffix in {".py", ".html", ".css"}):
+        digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 @dataclass
@@ -53,6 +74,8 @@ class BuildResult:
     location_reports: int = 0
     pdf_files: int = 0
     pdf_note: str = ""
+    rendered_tasks: int = 0         # rendering tasks run (a concern report; one concern's location pages)
+    reused_tasks: int = 0           # tasks whose inputs were unchanged: files linked from the previous version
 
     @property
     def total_files(self) -> int:
@@ -65,9 +88,13 @@ def _write(path: Path, text: str) -> None:
 
 
 def _rules(src: SharedSource) -> views.Rules:
+    """The parameters the warehouse was made with (config.parameters): for the reports' texts and the
+    "<5" of counts; suppression itself is the published ``suppressed`` flag."""
     params = src.parameters()
-    return views.Rules(min_n=int(float(params.get("min_n", 10))),
-                       min_count=int(float(params.get("min_count_published", 5))),
+    missing = [p for p in ("min_n", "min_count_published") if p not in params]
+    if missing:
+        raise RuntimeError(f"the warehouse's config.parameters lacks {', '.join(missing)}: publish it again")
+    return views.Rules(min_n=int(float(params["min_n"])), min_count=int(float(params["min_count_published"])),
                        targets=src.targets())
 
 
@@ -96,10 +123,10 @@ def build_reports(warehouse: Path, work_db: Path, data_dir: Path, *, pdf: bool =
                                    f"published by run {run_info.run_id}: refusing to mix their figures; "
                                    "the reports stay as they were until a run publishes")
             _build_all(src, warehouse, work_db, encryption_key, building, result, views.as_run(run_info), log,
-                       with_pdf=pdf and find_chromium() is not None)
+                       with_pdf=pdf, previous=_current_version(result.root))
         finally:
             src.close()
-        _print_pdfs(building, result, pdf, log)
+        result.pdf_note = f"{result.pdf_files} PDFs (fpdf2)" if pdf else "PDFs switched off"
         os.chmod(building / "managers", 0o700)  # packages go to one manager each, not to every reader
         building.rename(result.version_dir)
         _swap_link(result.root, result.version_dir)
@@ -124,17 +151,44 @@ class _Common:
     run: dict
     export_dates: dict
     locations: dict
+    with_pdf: bool = True
+    previous: str | None = None     # the published version folder, whose unchanged pages are reused
+    manifest: dict = field(default_factory=dict)  # its .pages.json: task key -> queries, digest, files, result
+    code_version: str = ""
 
 
-_SOURCES: dict[tuple, tuple[SharedSource, ManagerSource]] = {}
+class _Memo:
+    """A data source whose query results are kept for the build: the reports of one concern's years, and
+    every concern's reports of one year, ask the same questions (results are read, never changed)."""
+
+    def __init__(self, source):
+        self._source, self._cache = source, {}
+
+    def __getattr__(self, method: str):
+        fn = getattr(self._source, method)
+
+        def call(*args):
+            key = (method, args)
+            if key not in self._cache:
+                self._cache[key] = fn(*args)
+            return self._cache[key]
+        return call
+
+    def close(self) -> None:
+        self._cache.clear()
+        self._source.close()
 
 
-def _sources(common: _Common) -> tuple[SharedSource, ManagerSource]:
-    """Read-only connections, opened once per process (a worker keeps them for all its tasks)."""
-    key = (common.warehouse, common.work_db)
+_SOURCES: dict[tuple, tuple[_Memo, _Memo]] = {}
+
+
+def _sources(common: _Common) -> tuple[_Memo, _Memo]:
+    """Read-only connections, opened once per process and build (a worker keeps them for all its tasks)."""
+    key = (common.warehouse, common.work_db, common.out)
     if key not in _SOURCES:
-        _SOURCES[key] = (SharedSource(Path(common.warehouse), common.encryption_key),
-                         ManagerSource(Path(common.work_db)))
+        _close_sources()  # a previous build's, in this process
+        _SOURCES[key] = (_Memo(SharedSource(Path(common.warehouse), common.encryption_key)),
+                         _Memo(ManagerSource(Path(common.work_db))))
     return _SOURCES[key]
 
 
@@ -145,28 +199,128 @@ def _close_sources() -> None:
         work.close()
 
 
-def _concern_task(common: _Common, concern_id: str, year: int) -> dict:
-    """Benchmark report of one concern and year (seed 001)."""
-    src, _ = _sources(common)
+class _Recorder:
+    """A data source whose calls are remembered (method, arguments) with their results, for the digest."""
+
+    def __init__(self, name: str, source, calls: list):
+        self._name, self._source, self._calls = name, source, calls
+
+    def __getattr__(self, method: str):
+        fn = getattr(self._source, method)
+
+        def call(*args):
+            value = fn(*args)
+            self._calls.append(([self._name, method, list(args)], value))
+            return value
+        return call
+
+
+def _leaf(value):
+    """A value as a stable, hashable structure: floats to 9 significant digits (a summation-order wobble in
+    the last bits is not a change), rows (dicts) as their values in column order."""
+    if isinstance(value, float):
+        return float(f"{value:.9g}")
+    if isinstance(value, dict):
+        return tuple((k, _leaf(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return tuple(_leaf(v) for v in value)
+    return value
+
+
+def _row_text(row) -> str:
+    """One row (a dict of plain values, the usual case) as stable text; anything else through _leaf."""
+    if type(row) is dict:
+        return repr(tuple(f"{v:.9g}" if type(v) is float else v for v in row.values()))
+    return repr(_leaf(row))
+
+
+def _fingerprint(value) -> int:
+    """Order-independent fingerprint of a query result (a list of rows, or a dict of rows): the sum of its
+    elements' hashes, so that rows a query returns in another order give the same fingerprint."""
+    if isinstance(value, dict):
+        texts = (repr(_leaf(k)) + _row_text(v) for k, v in value.items())
+    elif isinstance(value, (list, tuple, set)):
+        texts = (_row_text(v) for v in value)
+    else:
+        texts = iter([repr(_leaf(value))])
+    total = 0
+    for text in texts:
+        total += int.from_bytes(hashlib.blake2b(text.encode(), digest_size=16).digest(), "big")
+    return total % (1 << 128)
+
+
+def _digest(common: _Common, key: str, extra, results: list) -> str:
+    digest = hashlib.sha256()
+    digest.update(repr((common.code_version, common.with_pdf, key, _leaf(extra))).encode())
+    for call, value in results:
+        digest.update(repr((call, _fingerprint(value))).encode())
+    return digest.hexdigest()
+
+
+def _reuse(common: _Common, key: str, extra) -> dict | None:
+    """The previous build's outcome of this task when its inputs are unchanged: files linked into the new
+    version. None: render it."""
+    prev = common.manifest.get(key)
+    if not prev or not common.previous:
+        return None
+    src, work = _sources(common)
+    sources = {"shared": src, "work": work}
+    try:
+        results = [(call, getattr(sources[call[0]], call[1])(*call[2])) for call in prev["calls"]]
+    except Exception:  # a query of an older code version: render again
+        return None
+    if _digest(common, key, extra, results) != prev["digest"]:
+        return None
+    old, new = Path(common.previous), Path(common.out)
+    if not all((old / f).is_file() for f in prev["files"]):
+        return None
+    for f in prev["files"]:
+        (new / f).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(old / f, new / f)
+        except OSError:
+            shutil.copy2(old / f, new / f)
+    return {**prev["result"], "manifest": {key: prev}, "reused": True}
+
+
+def _task(common: _Common, key: str, fn, extra, *args) -> dict:
+    """Run one rendering task, or reuse its previous pages when nothing it read has changed."""
+    reused = _reuse(common, key, extra)
+    if reused is not None:
+        return reused
+    src, work = _sources(common)
+    calls: list = []
+    result, files = fn(common, _Recorder("shared", src, calls), _Recorder("work", work, calls), *args)
+    entry = {"calls": [c for c, _ in calls], "digest": _digest(common, key, extra, calls), "files": files,
+             "result": result}
+    return {**result, "manifest": {key: entry}, "reused": False}
+
+
+def _concern_task(common: _Common, src, work, concern_id: str, year: int) -> tuple[dict, list[str]]:
+    """Benchmark report of one concern and year (seed 001), and its PDF."""
     context = views.concern_context(src, concern_id, year, common.known_years[concern_id], common.names,
                                     common.n_by_year, common.run)
     rel = f"shared/concerns/{views.safe_name(concern_id)}-{year}.html"
-    _write(Path(common.out) / rel, render("concern.html", **context))
-    return {"concern_id": concern_id, "name": common.names.get(concern_id, concern_id), "year": year, "rel": rel,
-            "file": rel.removeprefix("shared/")}
+    html = render("concern.html", **context)
+    _write(Path(common.out) / rel, html)
+    files = [rel]
+    if common.with_pdf:
+        render_pdf(html, Path(common.out) / rel.replace(".html", ".pdf"))
+        files.append(rel.replace(".html", ".pdf"))
+    return ({"concern_id": concern_id, "name": common.names.get(concern_id, concern_id), "year": year, "rel": rel,
+             "file": rel.removeprefix("shared/"), "pdf": len(files) > 1}, files)
 
 
-def _concern_locations_task(common: _Common, concern_id: str) -> dict:
+def _concern_locations_task(common: _Common, src, work, concern_id: str) -> tuple[dict, list[str]]:
     """Location report of every location of one concern, and each location's manager package."""
-    src, work = _sources(common)
     out, rules = Path(common.out), common.rules
+    files: list[str] = []
     locations = sorted(common.locations[concern_id], key=lambda l: (l["location_name"].casefold(), l["location_id"]))
     units = views.ConcernUnits(concern_id, src.unit_indicators(concern_id))
     export_date = common.export_dates.get(concern_id)
     year = views.funnel_year(units.years, export_date)
     bench_rows = src.location_benchmark(concern_id, year) if year else []
     breakdown_rows = src.breakdowns(concern_id, year) if year else []
-    therapist_counts = work.therapists_per_experience(concern_id, year) if year else {}
     concern = {"id": concern_id, "name": common.names.get(concern_id, concern_id)}
 
     therapists = work.therapists(concern_id)
@@ -176,12 +330,13 @@ def _concern_locations_task(common: _Common, concern_id: str) -> dict:
 
     entries, packages, manager_files = [], [], 0
     for loc in locations:
-        context = views.location_context(therapist_counts, concern_id, concern["name"], loc, locations,
+        context = views.location_context(concern_id, concern["name"], loc, locations,
                                          units, rules, export_date, common.run, bench_rows, breakdown_rows, year)
         html = render("location.html", **context)
         base = f"{views.safe_name(concern_id)}-{views.safe_name(loc['location_id'])}"
         rel = f"shared/locations/{base}.html"
         _write(out / rel, html)
+        files += [rel, f"managers/{base}/vestiging.html", f"managers/{base}/index.html"]
         entries.append({"concern_id": concern_id, "concern": concern["name"], "location_id": loc["location_id"],
                         "name": loc["location_name"], "rel": rel, "file": rel.removeprefix("shared/")})
 
@@ -194,41 +349,24 @@ def _concern_locations_task(common: _Common, concern_id: str) -> dict:
             page = views.therapist_context(t, own, bench, counts, units, units.years, units.quarters, year,
                                            rules, location_view, concern, export_date, common.run)
             _write(package / f"behandelaar-{views.safe_name(t['therapist_id'])}.html", render("therapist.html", **page))
+            files.append(f"managers/{base}/behandelaar-{views.safe_name(t['therapist_id'])}.html")
         _write(package / "index.html", render(
             "manager_index.html", title=f"Managerpakket vestiging: {loc['location_name']}",
             location=location_view, concern=concern, year=year, rules=context["rules"], run=common.run,
             therapists=views.manager_overview(own, bench, counts, year, rules)))
         packages.append(f"managers/{base}")
         manager_files += len(own) + 2
-    return {"entries": entries, "packages": packages, "manager_files": manager_files}
-
-
-def _print_pdfs(out: Path, result: BuildResult, pdf: bool, log) -> None:
-    """Each concern report as PDF beside its HTML, when asked and a Chromium is found; else a note why not."""
-    if not pdf:
-        result.pdf_note = "PDFs switched off"
-        return
-    chromium = find_chromium()
-    if chromium is None:
-        result.pdf_note = "no Chromium binary found (set ROM_CHROMIUM or install chromium): PDFs skipped"
-        log(result.pdf_note)
-        return
-    concern_html = sorted((out / "shared" / "concerns").glob("*.html"))
-    html_files_to_pdf(chromium, concern_html)
-    result.pdf_files = len(concern_html)
-    result.shared_files += [f"shared/concerns/{f.with_suffix('.pdf').name}" for f in concern_html]
-    result.pdf_note = f"{len(concern_html)} PDFs printed with {chromium}"
-    log(result.pdf_note)
+    return {"entries": entries, "packages": packages, "manager_files": manager_files}, files
 
 
 def _workers() -> int:
-    """Worker processes for rendering: ``ROM_REPORTS_WORKERS``, else one per available core but one, at most
-    4 (1 = in-process). Charts dominate the time (matplotlib, about 60 ms each)."""
+    """Worker processes for rendering: ``ROM_REPORTS_WORKERS``, else one per available core, at most 8
+    (1 = in the calling process)."""
     configured = os.environ.get("ROM_REPORTS_WORKERS")
     if configured:
         return max(1, int(configured))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(4, cores - 1))
+    return max(1, min(8, cores))
 
 
 def _run_tasks(tasks: list[tuple], workers: int) -> list:
@@ -239,13 +377,29 @@ def _run_tasks(tasks: list[tuple], workers: int) -> list:
         finally:
             _close_sources()
     context = multiprocessing.get_context("spawn")  # no fork: the parent (Dagster) has threads
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context) as pool:
         futures = [pool.submit(fn, *args) for fn, *args in tasks]
         return [f.result() for f in futures]
 
 
+def _current_version(link: Path) -> Path | None:
+    """The version folder the reports link points at now (its pages may be reused), if any."""
+    if link.is_symlink() and link.resolve().is_dir():
+        return link.resolve()
+    return None
+
+
+def _load_manifest(version: Path | None) -> dict:
+    if version is None or not (version / PAGES_MANIFEST).is_file():
+        return {}
+    try:
+        return json.loads((version / PAGES_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # unreadable: render everything
+
+
 def _build_all(src: SharedSource, warehouse: Path, work_db: Path, encryption_key: str | None, out: Path,
-               result: BuildResult, run: dict, log, with_pdf: bool = False) -> None:
+               result: BuildResult, run: dict, log, with_pdf: bool = False, previous: Path | None = None) -> None:
     concern_years = src.concern_years()
     known = defaultdict(list)
     for concern_id, year in concern_years:
@@ -253,15 +407,29 @@ def _build_all(src: SharedSource, warehouse: Path, work_db: Path, encryption_key
     by_concern = defaultdict(list)
     for loc in src.locations():
         by_concern[loc["concern_id"]].append(loc)
-    common = _Common(str(warehouse), str(work_db), encryption_key, str(out), _rules(src), src.concern_names(),
-                     src.n_indicators_by_year(), dict(known), run, src.export_dates(), dict(by_concern))
+    names, n_by_year, export_dates, rules = src.concern_names(), src.n_indicators_by_year(), src.export_dates(), _rules(src)
+    common = _Common(str(warehouse), str(work_db), encryption_key, str(out), rules, names, n_by_year, dict(known), run,
+                     export_dates, dict(by_concern), with_pdf=with_pdf, previous=str(previous) if previous else None,
+                     manifest=_load_manifest(previous), code_version=code_version())
 
-    # Heaviest first (locations with their manager packages), then one task per concern report.
-    tasks = [(_concern_locations_task, common, c) for c in sorted(by_concern)]
-    tasks += [(_concern_task, common, c, y) for c, y in concern_years]
+    # Heaviest first (locations with their manager packages), then one task per concern report. ``extra``: what
+    # a task uses from the run-wide values besides its own queries (part of its digest; the footer's run is not).
+    rule_values = (rules.min_n, rules.min_count, sorted(rules.targets.items()))
+    tasks = [(_task, common, f"locations:{c}", _concern_locations_task,
+              (names.get(c), rule_values, export_dates.get(c), by_concern[c]), c) for c in sorted(by_concern)]
+    tasks += [(_task, common, f"concern:{c}:{y}", _concern_task,
+               (names.get(c), rule_values, sorted(known[c]), sorted(n_by_year.items())), c, y)
+              for c, y in concern_years]
     workers = _workers()
     outcomes = _run_tasks(tasks, workers)
+    manifest = {k: v for o in outcomes for k, v in o.pop("manifest").items()}
+    result.reused_tasks = sum(1 for o in outcomes if o.pop("reused"))
+    result.rendered_tasks = len(outcomes) - result.reused_tasks
+    (out / PAGES_MANIFEST).write_text(json.dumps(manifest, default=str), encoding="utf-8")
+    os.chmod(out / PAGES_MANIFEST, 0o600)  # names the manager pages' files
     location_results, concern_entries = outcomes[:len(by_concern)], outcomes[len(by_concern):]
+    result.pdf_files = sum(1 for e in concern_entries if e["pdf"])
+    result.shared_files += [e["rel"].replace(".html", ".pdf") for e in concern_entries if e["pdf"]]
 
     location_entries = [e for r in location_results for e in r["entries"]]
     result.shared_files += [e["rel"] for e in concern_entries] + [e["rel"] for e in location_entries]
@@ -269,7 +437,8 @@ def _build_all(src: SharedSource, warehouse: Path, work_db: Path, encryption_key
     result.manager_files += sum(r["manager_files"] for r in location_results)
     result.concern_reports, result.location_reports = len(concern_entries), len(location_entries)
     log(f"{len(concern_entries)} concern benchmark reports, {len(location_entries)} location reports and "
-        f"manager packages ({workers} worker{'s' if workers > 1 else ''})")
+        f"manager packages ({workers} worker{'s' if workers > 1 else ''}); {result.rendered_tasks} rendering tasks "
+        f"run, {result.reused_tasks} unchanged (pages kept from the previous version)")
 
     _write(out / "shared" / "index.html", render(
         "index.html", title="Rapporten", concerns=concern_entries, locations=location_entries, run=run,

@@ -1,24 +1,25 @@
-"""Charts of the reports: matplotlib (object API, Agg, no pyplot state), each returned as PNG bytes.
+"""Charts of the reports as SVG text, built here from plain values (no plotting library).
 
-The HTML embeds them as base64 data URIs (:func:`data_uri`), so every report is one
-self-contained file. Functions take plain values; they never query a database.
+Three kinds, all simple: line charts over periods with a target line, funnel plots (value against
+n with control limits), grouped bar charts (spending shares). Each function returns an SVG
+document (a string); :func:`data_uri` embeds it in the HTML, so every report stays one
+self-contained file, and the PDF (:mod:`rom_pipeline.reports.pdf`) draws the same SVG. Numbers
+on axes and in labels go through the reports' one formatter (Dutch: ``29,6%``).
+
+Why not a plotting library: a matplotlib figure cost about 60 ms (most of a night's report time);
+these charts are lines, dots and bars, and building their SVG costs well under a millisecond
+(docs/reports.md, measured). Functions take plain values; they never query a database.
 """
 from __future__ import annotations
 
 import base64
-import io
 import math
 from dataclasses import dataclass
 from typing import Sequence
+from xml.sax.saxutils import escape, quoteattr
 
-import matplotlib
+from rom_pipeline.reports.formatting import dutch
 
-matplotlib.use("Agg")  # no display; must precede any figure (harmless when already Agg)
-
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
-
-DPI = 100
 HIGHLIGHT = "#1f4e9a"      # the unit the report is about
 OTHERS = "#8c8c8c"         # its peers
 ORGANISATION = "#6b6b6b"
@@ -27,68 +28,208 @@ LIMIT_95 = "#7a7a7a"
 LIMIT_998 = "#3d3d3d"
 YEAR_COLOURS = ["#c9d9ee", "#8fb3dc", "#4f86c6", "#1f4e9a", "#0d2f66"]
 PEER_MEAN_COLOUR = "#e0a800"
+INK, MUTED, GRID = "#1f2328", "#555555", "#e5e5e5"
+FONT = "DejaVu Sans, Liberation Sans, Arial, Helvetica, sans-serif"
 
 Z_95 = 1.959964
 Z_998 = 3.090232
 
-
-def data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def _png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    # Fixed margins (no tight bbox, no layout engine): each of those draws the figure once more.
-    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None}, pil_kwargs={"compress_level": 3})
-    return buffer.getvalue()
+WIDTH = 960
+CHAR_WIDTH = 0.56  # average glyph width per font-size unit (sans-serif), for laying out legends
 
 
-def _figure(width: float, height: float, left: float = 0.07, bottom: float = 0.16, top: float = 0.88,
-            right: float = 0.98) -> Figure:
-    fig = Figure(figsize=(width, height))
-    fig.subplots_adjust(left=left, right=right, bottom=bottom, top=top)
-    return fig
+def data_uri(svg: str) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
 
 
-def _dutch_number(x: float, decimals: int = 0) -> str:
-    return f"{x:,.{decimals}f}"
+# --- small SVG builder ------------------------------------------------------------------------------
+
+def _n(x: float) -> str:
+    """A coordinate, to a tenth of a pixel."""
+    return f"{x:.1f}"
 
 
-def _style(ax) -> None:
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.tick_params(labelsize=8)
-    ax.grid(axis="y", color="#e5e5e5", linewidth=0.6)
-    ax.set_axisbelow(True)
+def _dash(dash: str | None) -> str:
+    return f' stroke-dasharray="{dash}"' if dash else ""
 
+
+class _Svg:
+    """Plain string building (f-strings; colours and dashes are this module's constants, text is escaped):
+    a therapist page draws hundreds of elements per chart, and attribute quoting per element cost more
+    than the rest of the page."""
+
+    def __init__(self, width: float, height: float, title: str):
+        self.width, self.height = width, height
+        self.parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_n(width)}" height="{_n(height)}" '
+                      f'viewBox="0 0 {_n(width)} {_n(height)}" font-family={quoteattr(FONT)}>',
+                      f"<title>{escape(title)}</title>",
+                      f'<rect x="0" y="0" width="{_n(width)}" height="{_n(height)}" fill="#ffffff"/>']
+
+    def line(self, x1, y1, x2, y2, colour, width=1.0, dash: str | None = None):
+        self.parts.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{colour}" '
+                          f'stroke-width="{width}"{_dash(dash)}/>')
+
+    def polyline(self, points: Sequence[tuple[float, float]], colour, width=1.0, dash: str | None = None):
+        if len(points) >= 2:
+            pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+            self.parts.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="{width}"'
+                              f'{_dash(dash)}/>')
+
+    def circle(self, x, y, r, colour, edge: str | None = "#ffffff"):
+        stroke = f' stroke="{edge}" stroke-width="0.8"' if edge else ""
+        self.parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}" fill="{colour}"{stroke}/>')
+
+    def rect(self, x, y, w, h, colour, edge: str | None = None):
+        stroke = f' stroke="{edge}" stroke-width="0.6"' if edge else ""
+        self.parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{max(h, 0):.1f}" '
+                          f'fill="{colour}"{stroke}/>')
+
+    def text(self, x, y, text: str, size=11.0, anchor="start", colour=INK, bold=False, rotate: float | None = None):
+        extra = (' font-weight="bold"' if bold else "") + \
+            (f' transform="rotate({rotate} {x:.1f} {y:.1f})"' if rotate else "")
+        self.parts.append(f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" '
+                          f'fill="{colour}"{extra}>{escape(text)}</text>')
+
+    def done(self) -> str:
+        return "".join(self.parts) + "</svg>"
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """About ``count`` round tick values covering low..high (steps of 1, 2 or 5 times a power of ten)."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return []
+    if high <= low:
+        high = low + 1.0
+    raw = (high - low) / max(count, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.floor(low / step + 1e-9) * step
+    ticks, t = [], first
+    while t <= high + step * 1e-6:
+        ticks.append(round(t, 10))
+        t += step
+    if ticks and ticks[-1] < high - step * 1e-6:
+        ticks.append(round(ticks[-1] + step, 10))
+    return ticks
+
+
+def _decimals(ticks: Sequence[float]) -> int:
+    step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else 1.0
+    return 0 if step >= 1 else (1 if step >= 0.1 else 2)
+
+
+class _Axes:
+    """A plot area: data coordinates -> SVG coordinates, y axis with grid lines and labels."""
+
+    def __init__(self, svg: _Svg, left, top, right, bottom, x_range, y_range):
+        self.svg, self.left, self.top, self.right, self.bottom = svg, left, top, right, bottom
+        self.x0, self.x1 = x_range
+        self.y0, self.y1 = y_range
+
+    def x(self, v: float) -> float:
+        return self.left + (v - self.x0) / ((self.x1 - self.x0) or 1) * (self.right - self.left)
+
+    def y(self, v: float) -> float:
+        return self.bottom - (v - self.y0) / ((self.y1 - self.y0) or 1) * (self.bottom - self.top)
+
+    def y_axis(self, ticks: Sequence[float], percent: bool, label: str | None = None):
+        decimals = _decimals(ticks)
+        for t in ticks:
+            if self.y0 - 1e-9 <= t <= self.y1 + 1e-9:
+                y = self.y(t)
+                self.svg.line(self.left, y, self.right, y, GRID, 0.6)
+                self.svg.text(self.left - 6, y + 3.5, dutch(t, decimals) + ("%" if percent else ""), 10, "end", MUTED)
+        self.svg.line(self.left, self.top, self.left, self.bottom, "#888888", 0.8)
+        self.svg.line(self.left, self.bottom, self.right, self.bottom, "#888888", 0.8)
+        if label:
+            self.svg.text(14, (self.top + self.bottom) / 2, label, 10, "middle", MUTED, rotate=-90)
+
+    def clip_y(self, v: float) -> float:
+        return min(max(v, self.y0), self.y1)
+
+
+@dataclass(frozen=True)
+class _LegendItem:
+    label: str
+    colour: str
+    kind: str = "line"           # line | dot | box
+    dash: str | None = None
+
+
+def _legend(svg: _Svg, items: Sequence[_LegendItem], y: float, x_start: float = 60, size: float = 10) -> float:
+    """Legend items in rows from ``y``, wrapped at the chart's width; returns the y below the last row."""
+    x, row_h = x_start, size + 7
+    for item in items:
+        w = 26 + len(item.label) * size * CHAR_WIDTH + 18
+        if x + w > svg.width - 10 and x > x_start:
+            x, y = x_start, y + row_h
+        if item.kind == "dot":
+            svg.circle(x + 9, y - 3.5, 4, item.colour)
+        elif item.kind == "box":
+            svg.rect(x + 2, y - 9, 16, 10, item.colour)
+        else:
+            svg.line(x, y - 3.5, x + 20, y - 3.5, item.colour, 1.6, item.dash)
+        svg.text(x + 26, y, item.label, size, "start", INK)
+        x += w
+    return y + row_h
+
+
+def _legend_height(items: Sequence[_LegendItem], width: float, x_start: float = 60, size: float = 10) -> float:
+    rows, x = 1, x_start
+    for item in items:
+        w = 26 + len(item.label) * size * CHAR_WIDTH + 18
+        if x + w > width - 10 and x > x_start:
+            rows, x = rows + 1, x_start
+        x += w
+    return rows * (size + 7)
+
+
+# --- spending: grouped bars ---------------------------------------------------------------------------
 
 def spending_chart(categories: Sequence[str], series: Sequence[tuple[str, Sequence[float | None]]],
-                   peer_series: tuple[str, Sequence[float | None]] | None = None) -> bytes:
+                   peer_series: tuple[str, Sequence[float | None]] | None = None) -> str:
     """Grouped bars: each spending share (% of revenue) per year, and the mean of all concerns.
 
     ``series``: (year label, one share per category, None when not reported). Grouped, not
     stacked: the gross result can be negative, and a blank cost line must stay visibly blank.
     """
     groups = list(series) + ([peer_series] if peer_series else [])
-    n_groups = max(len(groups), 1)
-    width = 0.82 / n_groups
-    fig = _figure(9.6, 3.6, left=0.07, bottom=0.26, top=0.9)
-    ax = fig.add_subplot()
     year_colours = YEAR_COLOURS[-len(series):] if series else []
-    for g, (name, values) in enumerate(groups):
+    items = [_LegendItem(name, PEER_MEAN_COLOUR if peer_series is not None and g == len(groups) - 1
+                         else year_colours[g], "box") for g, (name, _) in enumerate(groups)]
+    values = [float(v) for _, vs in groups for v in vs if v is not None]
+    low, high = min(values + [0.0]), max(values + [0.0])
+    ticks = nice_ticks(low, high)
+    legend_h = _legend_height(items, WIDTH)
+    label_room = 12 + max((len(c) for c in categories), default=0) * 10 * CHAR_WIDTH * 0.5
+    height = 36 + legend_h + 220 + label_room
+    svg = _Svg(WIDTH, height, "Verdeling uitgaven")
+    _legend(svg, items, 18)
+    ax = _Axes(svg, 64, 26 + legend_h, WIDTH - 16, 26 + legend_h + 220, (0, max(len(categories), 1)),
+               (ticks[0], ticks[-1]) if ticks else (0, 1))
+    ax.y_axis(ticks, True, "% van de bedrijfsopbrengsten")
+    n_groups = max(len(groups), 1)
+    slot = (ax.right - ax.left) / max(len(categories), 1)
+    bar = slot * 0.82 / n_groups
+    zero = ax.y(0)
+    for g, (name, vals) in enumerate(groups):
+        colour = items[g].colour
         is_peer = peer_series is not None and g == len(groups) - 1
-        colour = PEER_MEAN_COLOUR if is_peer else year_colours[g]
-        xs = [i + (g - (n_groups - 1) / 2) * width for i in range(len(categories))]
-        shown = [(x, float(v)) for x, v in zip(xs, values) if v is not None]
-        ax.bar([x for x, _ in shown], [v for _, v in shown], width=width * 0.92, color=colour, label=name,
-               edgecolor="#9a7400" if is_peer else "none", linewidth=0.5)
-    ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right", rotation_mode="anchor")
-    ax.axhline(0, color="#333333", linewidth=0.8)
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{_dutch_number(y)}%"))
-    ax.set_ylabel("% van de bedrijfsopbrengsten", fontsize=8)
-    _style(ax)
-    ax.legend(fontsize=8, frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=min(4, n_groups))
-    return _png(fig)
+        for i, v in enumerate(vals):
+            if v is None:
+                continue
+            x = ax.left + slot * i + slot * 0.09 + bar * g
+            top = ax.y(float(v))
+            svg.rect(x + bar * 0.04, min(top, zero), bar * 0.92, abs(zero - top), colour,
+                     "#9a7400" if is_peer else None)
+    svg.line(ax.left, zero, ax.right, zero, "#333333", 0.8)
+    for i, c in enumerate(categories):
+        x = ax.left + slot * (i + 0.5)
+        svg.text(x + 4, ax.bottom + 12, c, 10, "end", INK, rotate=-30)
+    return svg.done()
 
+
+# --- trend: lines over periods --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Line:
@@ -99,31 +240,52 @@ class Line:
 
 def trend_chart(periods: Sequence[str], lines: Sequence[Line], *, title: str, percent: bool,
                 target: float | None = None, target_label: str | None = None,
-                y_range: tuple[float, float] | None = None) -> bytes:
+                y_range: tuple[float, float] | None = None) -> str:
     """An indicator over periods: one line per unit, a gap where a value is missing or suppressed."""
     rotate = len(periods) > 14
-    fig = _figure(9.6, 3.0, bottom=0.34 if rotate else 0.27, top=0.9)
-    ax = fig.add_subplot()
-    xs = list(range(len(periods)))
-    for line in lines:
-        ys = [math.nan if v is None else float(v) for v in line.values]
-        ax.plot(xs, ys, marker="o", markersize=4 if line.highlight else 3,
-                linewidth=2.2 if line.highlight else 1.2,
-                color=HIGHLIGHT if line.highlight else ORGANISATION,
-                linestyle="-" if line.highlight else "--", label=line.label)
+    items = [_LegendItem(l.label, HIGHLIGHT if l.highlight else ORGANISATION) for l in lines]
     if target is not None:
-        ax.axhline(target, color=TARGET, linewidth=1.2, linestyle=(0, (6, 3)),
-                   label=target_label or f"target {_dutch_number(target)}")
-    ax.set_xticks(xs, periods, rotation=45 if rotate else 0, ha="right" if rotate else "center")
+        items.append(_LegendItem(target_label or f"target {dutch(target)}", TARGET, "line", "6 3"))
+    legend_h = _legend_height(items, WIDTH)
+    plot_top, plot_h = 30, 190
+    x_room = 48 if rotate else 22
+    height = plot_top + plot_h + x_room + legend_h + 8
+    values = [float(v) for l in lines for v in l.values if v is not None] + ([target] if target is not None else [])
     if y_range:
-        ax.set_ylim(*y_range)
-    if percent:
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{_dutch_number(y)}%"))
-    ax.set_title(title, fontsize=10, loc="left")
-    _style(ax)
-    _legend_below(ax, -0.42 if rotate else -0.2)
-    return _png(fig)
+        ticks = nice_ticks(*y_range)
+    else:
+        ticks = nice_ticks(min(values), max(values)) if values else nice_ticks(0, 1)
+    svg = _Svg(WIDTH, height, title)
+    svg.text(64, 18, title, 12, "start", INK, bold=True)
+    ax = _Axes(svg, 64, plot_top, WIDTH - 16, plot_top + plot_h, (-0.5, max(len(periods), 1) - 0.5),
+               (ticks[0], ticks[-1]))
+    ax.y_axis(ticks, percent)
+    for i, p in enumerate(periods):
+        x = ax.x(i)
+        svg.line(x, ax.bottom, x, ax.bottom + 3, "#888888", 0.8)
+        if rotate:
+            svg.text(x + 3, ax.bottom + 12, p, 9.5, "end", MUTED, rotate=-45)
+        else:
+            svg.text(x, ax.bottom + 15, p, 9.5, "middle", MUTED)
+    if target is not None:
+        svg.line(ax.left, ax.y(ax.clip_y(target)), ax.right, ax.y(ax.clip_y(target)), TARGET, 1.2, "6 3")
+    for line in sorted(lines, key=lambda l: l.highlight):
+        colour = HIGHLIGHT if line.highlight else ORGANISATION
+        run: list[tuple[float, float]] = []
+        for i, v in enumerate(list(line.values) + [None]):
+            if v is None:
+                svg.polyline(run, colour, 2.0 if line.highlight else 1.4)
+                run = []
+                continue
+            run.append((ax.x(i), ax.y(ax.clip_y(float(v)))))
+        for i, v in enumerate(line.values):
+            if v is not None:
+                svg.circle(ax.x(i), ax.y(ax.clip_y(float(v))), 3.2 if line.highlight else 2.5, colour, None)
+    _legend(svg, items, ax.bottom + x_room + 12)
+    return svg.done()
 
+
+# --- funnel plot -----------------------------------------------------------------------------------------
 
 def funnel_limits(centre: float, sd: float, n: float, z: float, proportion: bool) -> tuple[float, float]:
     """Spiegelhalter's control limits for a unit of size n: centre +- z * sd / sqrt(n) (0..100 for a %)."""
@@ -146,7 +308,7 @@ class FunnelPoint:
 def funnel_chart(points: Sequence[FunnelPoint], *, centre: float | None, sd: float | None, proportion: bool,
                  title: str, target: float | None = None, target_label: str | None = None,
                  x_label: str = "aantal trajecten waarop het cijfer rust (n)", max_n: float | None = None,
-                 percent: bool | None = None, y_range: tuple[float, float] | None = None) -> bytes:
+                 percent: bool | None = None, y_range: tuple[float, float] | None = None) -> str:
     """Funnel plot: each unit's value against its n, with 95% and 99.8% limits around the centre.
 
     ``proportion``: a percentage (binomial limits clipped to 0..100); ``percent``: label the axis in %
@@ -155,44 +317,48 @@ def funnel_chart(points: Sequence[FunnelPoint], *, centre: float | None, sd: flo
     percent = proportion if percent is None else percent
     if proportion and y_range is None:
         y_range = (0.0, 100.0)
-    fig = _figure(9.6, 3.6, bottom=0.25, top=0.9)
-    ax = fig.add_subplot()
-    top_n = max([p.n for p in points] + [max_n or 0, 10]) * 1.15
-    if centre is not None and sd is not None and sd > 0:
-        grid = [1 + (top_n - 1) * i / 300 for i in range(301)]
-        for z, colour, style, name in ((Z_95, LIMIT_95, "--", "95%-grenzen"),
-                                       (Z_998, LIMIT_998, ":", "99.8%-grenzen")):
-            limits = [funnel_limits(centre, sd, n, z, proportion) for n in grid]
-            if y_range:
-                limits = [(max(lo, y_range[0]), min(hi, y_range[1])) for lo, hi in limits]
-            ax.plot(grid, [lo for lo, _ in limits], color=colour, linestyle=style, linewidth=1.1, label=name)
-            ax.plot(grid, [hi for _, hi in limits], color=colour, linestyle=style, linewidth=1.1)
-        ax.axhline(centre, color="#444444", linewidth=1.0,
-                   label=f"alle trajecten samen ({_dutch_number(centre, 1)}{'%' if percent else ''})")
+    has_limits = centre is not None and sd is not None and sd > 0
+    items = [_LegendItem("95%-grenzen", LIMIT_95, "line", "5 3"), _LegendItem("99,8%-grenzen", LIMIT_998, "line", "2 2")] \
+        if has_limits else []
+    if centre is not None:
+        items.append(_LegendItem(f"alle trajecten samen ({dutch(centre, 1)}{'%' if percent else ''})", "#444444"))
     if target is not None:
-        ax.axhline(target, color=TARGET, linewidth=1.1, linestyle=(0, (6, 3)),
-                   label=target_label or f"target {_dutch_number(target)}")
-    for p in sorted(points, key=lambda p: p.highlight):
-        ax.scatter([p.n], [p.value], s=70 if p.highlight else 28, zorder=3,
-                   color=HIGHLIGHT if p.highlight else OTHERS, edgecolor="white", linewidth=0.8)
-        if p.annotate:
-            ax.annotate(p.label, (p.n, p.value), xytext=(5, 4), textcoords="offset points",
-                        fontsize=7.5, color=HIGHLIGHT if p.highlight else "#555555",
-                        fontweight="bold" if p.highlight else "normal")
-    ax.set_xlim(0, top_n)
+        items.append(_LegendItem(target_label or f"target {dutch(target)}", TARGET, "line", "6 3"))
+    legend_h = _legend_height(items, WIDTH) if items else 0
+    plot_top, plot_h = 30, 220
+    height = plot_top + plot_h + 40 + legend_h + 8
+    top_n = max([p.n for p in points] + [max_n or 0, 10]) * 1.15
     if y_range:
-        pad = (y_range[1] - y_range[0]) * 0.02
-        ax.set_ylim(y_range[0] - pad, y_range[1] + pad)
-    if percent:
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{_dutch_number(y)}%"))
-    ax.set_xlabel(x_label, fontsize=8)
-    ax.set_title(title, fontsize=10, loc="left")
-    _style(ax)
-    _legend_below(ax, -0.22)
-    return _png(fig)
-
-
-def _legend_below(ax, offset: float) -> None:
-    handles, _ = ax.get_legend_handles_labels()
-    ax.legend(fontsize=7.5, frameon=False, loc="upper center", bbox_to_anchor=(0.5, offset),
-              ncols=max(1, min(5, len(handles))))
+        ticks = nice_ticks(*y_range)
+        lo, hi = y_range
+    else:
+        values = [p.value for p in points] + [v for v in (centre, target) if v is not None]
+        ticks = nice_ticks(min(values), max(values)) if values else nice_ticks(0, 1)
+        lo, hi = ticks[0], ticks[-1]
+    svg = _Svg(WIDTH, height, title)
+    svg.text(64, 18, title, 12, "start", INK, bold=True)
+    ax = _Axes(svg, 64, plot_top, WIDTH - 16, plot_top + plot_h, (0, top_n), (min(lo, ticks[0]), max(hi, ticks[-1])))
+    ax.y_axis(ticks, percent)
+    x_ticks = [t for t in nice_ticks(0, top_n, 8) if t <= top_n]
+    for t in x_ticks:
+        svg.line(ax.x(t), ax.bottom, ax.x(t), ax.bottom + 3, "#888888", 0.8)
+        svg.text(ax.x(t), ax.bottom + 14, dutch(t, _decimals(x_ticks)), 9.5, "middle", MUTED)
+    svg.text((ax.left + ax.right) / 2, ax.bottom + 30, x_label, 10, "middle", MUTED)
+    if has_limits:
+        grid = [1 + (top_n - 1) * (i / 60) ** 2 for i in range(61)]  # denser at small n, where the limits bend
+        for z, colour, dash in ((Z_95, LIMIT_95, "5 3"), (Z_998, LIMIT_998, "2 2")):
+            limits = [funnel_limits(centre, sd, n, z, proportion) for n in grid]
+            for side in (0, 1):
+                svg.polyline([(ax.x(n), ax.y(ax.clip_y(lim[side]))) for n, lim in zip(grid, limits)], colour, 1.1, dash)
+    if centre is not None:
+        svg.line(ax.left, ax.y(ax.clip_y(centre)), ax.right, ax.y(ax.clip_y(centre)), "#444444", 1.0)
+    if target is not None:
+        svg.line(ax.left, ax.y(ax.clip_y(target)), ax.right, ax.y(ax.clip_y(target)), TARGET, 1.1, "6 3")
+    for p in sorted(points, key=lambda p: p.highlight):
+        x, y = ax.x(p.n), ax.y(ax.clip_y(p.value))
+        svg.circle(x, y, 5.5 if p.highlight else 3.6, HIGHLIGHT if p.highlight else OTHERS)
+        if p.annotate:
+            svg.text(x + 6, y - 5, p.label, 9.5, "start", HIGHLIGHT if p.highlight else MUTED, bold=p.highlight)
+    if items:
+        _legend(svg, items, ax.bottom + 52)
+    return svg.done()

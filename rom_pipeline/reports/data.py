@@ -7,10 +7,10 @@ Two sources, kept apart on purpose (docs/reports.md, architecture.md "Privacy"):
   (``level = 'therapist'``), even if a deployment were to publish them.
 - :class:`ManagerSource`: the work database, opened read-only, for the per-location
   manager packages only: therapist-level indicators and benchmark rows, which are
-  not in the shared warehouse. It also gives the shared side one thing that is not a
-  figure: how many therapists stand behind each trainee / experienced category of the
-  case-mix breakdown, so that a category of one therapist (which would be that
-  therapist's result) is suppressed in the shared location report.
+  not in the shared warehouse.
+
+Suppression is read, never decided here: each figure's ``suppressed`` flag (and its
+``suppression_reason`` where the table has one) as the SQL published it.
 
 Plain selections only: the rules that made the figures live in ``sql/marts``.
 """
@@ -78,6 +78,14 @@ class RunInfo:
     finished_at: dt.datetime | None
 
 
+def _reason_column(con, table: str) -> str:
+    """``suppression_reason`` of ``schema.table`` when it has one, else NULL (a warehouse from before it)."""
+    schema, name = table.split(".")
+    present = con.execute("SELECT count(*) FROM duckdb_columns() WHERE database_name = 'src' AND schema_name = ? "
+                          "AND table_name = ? AND column_name = 'suppression_reason'", [schema, name]).fetchone()[0]
+    return "suppression_reason" if present else "NULL::VARCHAR AS suppression_reason"
+
+
 class SharedSource:
     """The published warehouse (read-only). Shared reports read nothing else."""
 
@@ -85,6 +93,8 @@ class SharedSource:
         self.path = Path(path)
         self.con = open_read_only(self.path, encryption_key)
         _check_tables(self.con, REQUIRED_SHARED_TABLES, f"the warehouse {self.path}")
+        self._reason = {t: _reason_column(self.con, t) for t in
+                        ("marts.indicators", "marts.internal_benchmark", "marts.indicator_breakdowns")}
 
     def close(self) -> None:
         self.con.close()
@@ -188,9 +198,9 @@ class SharedSource:
 
     def unit_indicators(self, concern_id: str) -> list[dict]:
         """Location figures and the organisation's (mean of locations; episodes for n_closed), year + quarter."""
-        return _rows(self.con, """
+        return _rows(self.con, f"""
             SELECT level, unit_id, period_type, period, indicator, aggregation, value, n, ci_low, ci_high,
-                   target, target_met, coalesce(suppressed, false) AS suppressed
+                   target, target_met, coalesce(suppressed, false) AS suppressed, {self._reason["marts.indicators"]}
             FROM marts.indicators
             WHERE concern_id = ? AND period_type IN ('year', 'quarter')
               AND (level = 'location'
@@ -199,8 +209,9 @@ class SharedSource:
               AND level <> 'therapist'""", [concern_id])
 
     def location_benchmark(self, concern_id: str, period: str) -> list[dict]:
-        return _rows(self.con, """
-            SELECT unit_id, indicator, value, n, coalesce(suppressed, false) AS suppressed, value_type,
+        return _rows(self.con, f"""
+            SELECT unit_id, indicator, value, n, coalesce(suppressed, false) AS suppressed,
+                   {self._reason["marts.internal_benchmark"]}, value_type,
                    organisation_value, deviation, z, funnel_centre, funnel_sd, funnel_95_low, funnel_95_high,
                    funnel_998_low, funnel_998_high, outside_funnel_95, outside_funnel_998
             FROM marts.internal_benchmark
@@ -208,9 +219,9 @@ class SharedSource:
                      [concern_id, period])
 
     def breakdowns(self, concern_id: str, period: str) -> list[dict]:
-        return _rows(self.con, """
+        return _rows(self.con, f"""
             SELECT level, unit_id, dimension, category, indicator, value, n,
-                   coalesce(suppressed, false) AS suppressed
+                   coalesce(suppressed, false) AS suppressed, {self._reason["marts.indicator_breakdowns"]}
             FROM marts.indicator_breakdowns
             WHERE concern_id = ? AND period_type = 'year' AND period = ? AND level IN ('location', 'concern')""",
                      [concern_id, period])
@@ -256,15 +267,3 @@ class ManagerSource:
             SELECT unit_id, period_type, period, n FROM marts.indicators
             WHERE concern_id = ? AND level = 'therapist' AND indicator = 'n_closed'
               AND period_type IN ('year', 'quarter') AND aggregation = 'episodes'""", [concern_id])
-
-    def therapists_per_experience(self, concern_id: str, year: str) -> dict[tuple[str, str], int]:
-        """(unit, 'trainee' | 'experienced') -> therapists with closed episodes in the year; unit is a
-        location id or the concern id. Counts, not figures: they decide suppression in the shared report."""
-        rows = _rows(self.con, """
-            SELECT coalesce(location_id, ?) AS unit_id, coalesce(therapist_experience, 'unknown') AS category,
-                   count(DISTINCT therapist_id) AS therapists
-            FROM marts.episode_outcomes
-            WHERE concern_id = ? AND is_closed AND strftime(end_date, '%Y') = ?
-            GROUP BY GROUPING SETS ((location_id, therapist_experience), (therapist_experience))""",
-                     [concern_id, concern_id, year])
-        return {(r["unit_id"], r["category"]): r["therapists"] for r in rows}

@@ -3,9 +3,13 @@
 Every number a template prints is formatted here (:mod:`rom_pipeline.reports.formatting`),
 so the templates only lay out strings. Two kinds of cell for ROM figures:
 
-- shared cells (location report): a suppressed figure (n < min_n) is never printed,
-  whatever the source holds; a count below ``min_count`` is printed as "<5".
+- shared cells (location report): a figure the warehouse flags ``suppressed`` is never printed,
+  whatever value the source holds; its ``suppression_reason`` (when the warehouse carries it) is
+  the cell's title. A count below ``min_count`` is printed as "<5".
 - manager cells (therapist pages): a suppressed figure is printed, flagged as unreliable.
+
+Suppression is decided once, in SQL (the ``suppressed`` flag the marts publish); the views read
+the flag and never re-derive it (no ``n < min_n`` here, no therapist count per category).
 """
 from __future__ import annotations
 
@@ -17,17 +21,24 @@ from typing import Any, Iterable
 
 from rom_pipeline.reports import charts, labels
 from rom_pipeline.reports.formatting import (
-    EMPTY, Z_CLASS_NONE, Z_LEGEND, fmt_by_unit, fmt_count, fmt_eur, fmt_n, fmt_number, fmt_pct, fmt_z, z_colour_class,
+    EMPTY, Z_CLASS_NONE, Z_LEGEND, fmt_by_unit, fmt_count, fmt_eur, fmt_n, fmt_number, fmt_pct, fmt_z,
+    oriented_z, parse_dutch, z_colour_class,
 )
 
 SUPPRESSED_MARK = "–"
 # A size-group z not computed because too few concerns of the group have a value (below the
 # parameter benchmarks.min_size_group_peers): the concern report says so with this mark.
 SMALL_GROUP_MARK = "n.b."
-# A case-mix category of a therapist attribute (trainee / experienced) must rest on at least this many
-# therapists to be shown in a shared report: one therapist's category is that therapist's result.
-MIN_THERAPISTS_PER_CATEGORY = 2
-THERAPIST_DIMENSIONS = {"therapist_experience"}
+# Titles of a suppressed cell by the warehouse's suppression_reason (decided once, in SQL:
+# docs/outcome-rules.md, suppression); an unknown reason is shown as is.
+SUPPRESSION_REASONS = {
+    "n_below_min_n": "minder dan {min_n} trajecten",
+    "small_count": "het cijfer zou een aantal kleiner dan 5 prijsgeven",
+    "complementary": "verborgen zodat een ander verborgen cijfer niet terug te rekenen is",
+    "therapists_below_min": "een categorie rust op te weinig behandelaars (anders zou het cijfer van één "
+                            "behandelaar zichtbaar worden)",
+    "single_therapist": "een categorie rust op één behandelaar",
+}
 
 
 def safe_name(value: str) -> str:
@@ -47,8 +58,12 @@ class Rules:
             return EMPTY
         return f"{labels.COMPARATORS.get(t['comparator'], t['comparator'])} {fmt_indicator(indicator, t['target'])}"
 
-    def suppressed_title(self) -> str:
-        return f"onderdrukt: minder dan {self.min_n} trajecten"
+    def suppressed_title(self, row: dict | None = None) -> str:
+        """Title of a suppressed cell: the warehouse's reason when it gives one."""
+        reason = (row or {}).get("suppression_reason")
+        if not reason:
+            return "onderdrukt"
+        return "onderdrukt: " + SUPPRESSION_REASONS.get(reason, reason).format(min_n=self.min_n)
 
 
 def n_label(n, min_count: int) -> str:
@@ -73,21 +88,24 @@ def fmt_ci(indicator: str, low, high) -> str:
     return f"{fmt_indicator(indicator, low)} – {fmt_indicator(indicator, high)}"
 
 
-def z_cell(z) -> dict:
-    """A z-score as printed, coloured by the printed (rounded) value so that equal text has equal colour."""
+def z_cell(z, higher_is_better: bool | None = None) -> dict:
+    """A z-score as printed, coloured by the printed (rounded) value so that equal text has equal colour.
+
+    ``higher_is_better=False`` (drop-out and other lower-is-better indicators): the colour follows the
+    direction, as the summary does: the printed z stays the plain one, the colour is that of the
+    oriented z (a higher, worse drop-out is pink). ``None``: not oriented (financial ratios).
+    """
     text = fmt_z(z)
-    return {"text": text, "cls": z_colour_class(float(text.replace(",", "")) if text else None)}
+    return {"text": text, "cls": z_colour_class(oriented_z(parse_dutch(text), higher_is_better) if text else None)}
 
 
 def period_label(period: str) -> str:
     return period.replace("-Q", " K")  # 2025-Q3 -> 2025 K3 (kwartaal)
 
 
-def _is_suppressed(row: dict | None, rules: Rules) -> bool:
-    if row is None:
-        return False
-    n = row.get("n")
-    return bool(row.get("suppressed")) or (n is not None and n < rules.min_n)
+def _is_suppressed(row: dict | None) -> bool:
+    """The warehouse's flag, read as published (decided in SQL, never re-derived here)."""
+    return row is not None and bool(row.get("suppressed"))
 
 
 def shared_cell(indicator: str, row: dict | None, rules: Rules) -> dict:
@@ -97,9 +115,9 @@ def shared_cell(indicator: str, row: dict | None, rules: Rules) -> dict:
     n_text = n_label(row.get("n"), rules.min_count)
     if indicator == "n_closed":
         return {"text": fmt_n(row.get("value"), rules.min_count), "n": EMPTY, "ci": EMPTY, "cls": "", "title": ""}
-    if _is_suppressed(row, rules) or row.get("value") is None:
+    if _is_suppressed(row) or row.get("value") is None:
         return {"text": SUPPRESSED_MARK, "n": n_text, "ci": EMPTY, "cls": "suppressed",
-                "title": rules.suppressed_title() if _is_suppressed(row, rules) else "geen waarde"}
+                "title": rules.suppressed_title(row) if _is_suppressed(row) else "geen waarde"}
     return {"text": fmt_indicator(indicator, row["value"]), "n": n_text,
             "ci": fmt_ci(indicator, row.get("ci_low"), row.get("ci_high")), "cls": "", "title": ""}
 
@@ -109,7 +127,7 @@ def manager_cell(indicator: str, row: dict | None, rules: Rules) -> dict:
     if row is None or row.get("value") is None:
         return {"text": EMPTY, "n": n_label(row.get("n"), rules.min_count) if row else EMPTY, "ci": EMPTY,
                 "cls": "", "title": "", "unreliable": False}
-    unreliable = _is_suppressed(row, rules)
+    unreliable = _is_suppressed(row)
     return {"text": fmt_indicator(indicator, row["value"]) + ("*" if unreliable else ""),
             "n": n_label(row.get("n"), rules.min_count),
             "ci": fmt_ci(indicator, row.get("ci_low"), row.get("ci_high")),
@@ -119,12 +137,12 @@ def manager_cell(indicator: str, row: dict | None, rules: Rules) -> dict:
 
 
 def target_cell(row: dict | None, rules: Rules, shared: bool) -> dict:
-    if row is None or row.get("target_met") is None or (shared and _is_suppressed(row, rules)):
-        return {"text": SUPPRESSED_MARK if row is not None and _is_suppressed(row, rules) else EMPTY,
-                "cls": "suppressed" if row is not None and _is_suppressed(row, rules) else ""}
+    if row is None or row.get("target_met") is None or (shared and _is_suppressed(row)):
+        return {"text": SUPPRESSED_MARK if row is not None and _is_suppressed(row) else EMPTY,
+                "cls": "suppressed" if row is not None and _is_suppressed(row) else ""}
     met = bool(row["target_met"])
     text = "ja" if met else "nee"
-    if not shared and _is_suppressed(row, rules):
+    if not shared and _is_suppressed(row):
         text += "*"
     return {"text": text, "cls": "met" if met else "not-met"}
 
@@ -165,12 +183,13 @@ def concern_context(src, concern_id: str, year: int, known_years: Iterable[int],
 
     min_group = int(float(src.parameters()["min_size_group_peers"]))
 
-    def group_z(value, z, n_peers, y) -> dict:
-        """The size-group z beside the all-concern z; where the group is too small, say so."""
+    def group_z(value, z, n_peers, y, higher_is_better: bool | None = None) -> dict:
+        """The size-group z beside the all-concern z (coloured by direction like it); where the group
+        is too small, say so."""
         if z is None and value is not None and sizes.get(y, {}).get("size_group") and (n_peers or 0) < min_group:
             return {"text": SMALL_GROUP_MARK, "cls": Z_CLASS_NONE,
                     "title": f"benchmarkgroep te klein: {n_peers or 0} concerns met een waarde (minimum {min_group})"}
-        return z_cell(z)
+        return z_cell(z, higher_is_better)
 
     def ratio_rows(spec):
         rows = []
@@ -228,9 +247,9 @@ def concern_context(src, concern_id: str, year: int, known_years: Iterable[int],
                          "lower_is_better": ind["higher_is_better"] is False,
                          "value": fmt_number(mine.get("value"), 2),
                          "mean": fmt_number(mine.get("peer_mean", ind["peer_mean"]), 2),
-                         "z": z_cell(mine.get("z")),
+                         "z": z_cell(mine.get("z"), ind["higher_is_better"]),
                          "z_group": group_z(mine.get("value"), mine.get("z_size_group"),
-                                            mine.get("n_size_peers"), year)})
+                                            mine.get("n_size_peers"), year, ind["higher_is_better"])})
         if rows:
             tables.append({"title": f"Kwaliteit {year}, concern: {labels.CLUSTER_TABLE_TITLES[cluster]}",
                            "rows": rows})
@@ -323,7 +342,7 @@ def funnel_position(row: dict) -> str:
     return EMPTY
 
 
-def location_context(therapist_counts: dict[tuple[str, str], int], concern_id: str, concern_name: str,
+def location_context(concern_id: str, concern_name: str,
                      location: dict, locations: list[dict], units: ConcernUnits, rules: Rules,
                      export_date: dt.date | None, run: dict, benchmark_rows: list[dict],
                      breakdown_rows: list[dict], year: str | None) -> dict:
@@ -356,17 +375,17 @@ def location_context(therapist_counts: dict[tuple[str, str], int], concern_id: s
                 out = []
                 for q in units.quarters:
                     r = units.get(level, unit, "quarter", q, indicator)
-                    out.append(None if r is None or _is_suppressed(r, rules) else r["value"])
+                    out.append(None if r is None or _is_suppressed(r) else r["value"])
                 return out
             target = rules.targets.get(indicator, {}).get("target")
-            png = charts.trend_chart(
+            svg = charts.trend_chart(
                 [period_label(q) for q in units.quarters],
                 [charts.Line(f"{location['location_name']} ({loc_id})", series("location", loc_id), True),
                  charts.Line("organisatie (gemiddelde van de vestigingen)", series("concern", concern_id))],
                 title=labels.INDICATORS[indicator], percent=True, target=target,
                 target_label=f"target {rules.target_text(indicator)}" if target is not None else None,
                 y_range=(0, 100) if indicator.startswith("pct_") else None)
-            trend_charts.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(png)})
+            trend_charts.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(svg)})
 
     funnels = []
     by_indicator = defaultdict(list)
@@ -377,17 +396,17 @@ def location_context(therapist_counts: dict[tuple[str, str], int], concern_id: s
         if not rows:
             continue
         centre, sd = _funnel_parameters(rows)
-        shown = [r for r in rows if r["value"] is not None and not _is_suppressed(r, rules)]
+        shown = [r for r in rows if r["value"] is not None and not _is_suppressed(r)]
         points = [charts.FunnelPoint(r["unit_id"], r["n"], r["value"], r["unit_id"] == loc_id) for r in shown]
         target = rules.targets.get(indicator, {}).get("target")
-        png = charts.funnel_chart(points, centre=centre, sd=sd, proportion=indicator.startswith("pct_"),
+        svg = charts.funnel_chart(points, centre=centre, sd=sd, proportion=indicator.startswith("pct_"),
                                   percent=indicator in labels.PERCENT_INDICATORS,
                                   y_range=labels.INDICATOR_RANGES.get(indicator),
                                   title=f"{labels.INDICATORS[indicator]}, {year}", target=target,
                                   target_label=f"target {rules.target_text(indicator)}" if target is not None else None)
         table = []
         for r in sorted(rows, key=lambda r: (names.get(r["unit_id"], r["unit_id"]).casefold(), r["unit_id"])):
-            hidden = _is_suppressed(r, rules) or r["value"] is None
+            hidden = _is_suppressed(r) or r["value"] is None
             table.append({
                 "name": names.get(r["unit_id"], r["unit_id"]), "id": r["unit_id"], "this": r["unit_id"] == loc_id,
                 "n": fmt_n(r["n"], rules.min_count),
@@ -396,10 +415,10 @@ def location_context(therapist_counts: dict[tuple[str, str], int], concern_id: s
                 fmt_ci(indicator, r["funnel_95_low"], r["funnel_95_high"]),
                 "position": EMPTY if hidden else funnel_position(r),
                 "cls": "suppressed" if hidden else ""})
-        funnels.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(png), "table": table,
+        funnels.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(svg), "table": table,
                         "centre": fmt_indicator(indicator, centre)})
 
-    breakdowns = _breakdown_tables(breakdown_rows, therapist_counts, concern_id, loc_id, rules)
+    breakdowns = _breakdown_tables(breakdown_rows, concern_id, loc_id, rules)
 
     return {
         "title": f"Kwaliteitsrapport vestiging: {location['location_name']}",
@@ -411,25 +430,15 @@ def location_context(therapist_counts: dict[tuple[str, str], int], concern_id: s
         "funnel_year": year, "indicator_rows": indicator_rows, "target_rows": target_rows,
         "trend_charts": trend_charts, "funnels": funnels, "breakdowns": breakdowns,
         "locations": [{"id": l["location_id"], "name": l["location_name"]} for l in locations],
-        "rules": {"min_n": rules.min_n, "min_count": rules.min_count,
-                  "min_therapists": MIN_THERAPISTS_PER_CATEGORY},
+        "rules": {"min_n": rules.min_n, "min_count": rules.min_count},
         "run": run,
     }
 
 
-def _breakdown_tables(rows: list[dict], therapist_counts: dict[tuple[str, str], int], concern_id: str,
-                      loc_id: str, rules: Rules) -> list[dict]:
+def _breakdown_tables(rows: list[dict], concern_id: str, loc_id: str, rules: Rules) -> list[dict]:
+    """Case-mix tables: each cell as the warehouse publishes it (suppressed cells, including a trainee /
+    experienced category on too few therapists, carry the flag and the reason from SQL)."""
     index = {(r["level"], r["unit_id"], r["dimension"], r["category"], r["indicator"]): r for r in rows}
-
-    def therapist_guard(unit: str, dimension: str) -> bool:
-        """True when a therapist-attribute dimension must be hidden for ``unit``: some category of it
-        rests on fewer than MIN_THERAPISTS_PER_CATEGORY therapists (hiding only that category would
-        leave it derivable from the total and the other category)."""
-        if dimension not in THERAPIST_DIMENSIONS:
-            return False
-        categories = {r["category"] for r in rows if r["unit_id"] == unit and r["dimension"] == dimension}
-        return any(therapist_counts.get((unit, c), 0) < MIN_THERAPISTS_PER_CATEGORY for c in categories)
-
     tables = []
     for dimension, dim_label in labels.BREAKDOWN_DIMENSIONS:
         categories = sorted({r["category"] for r in rows if r["dimension"] == dimension and
@@ -437,27 +446,17 @@ def _breakdown_tables(rows: list[dict], therapist_counts: dict[tuple[str, str], 
                             key=lambda c: labels.category_sort_key(dimension, c))
         if not categories:
             continue
-        hide_unit = therapist_guard(loc_id, dimension)
-        hide_org = therapist_guard(concern_id, dimension)
         table_rows = []
         for category in categories:
             cells = []
             for indicator in labels.BREAKDOWN_INDICATORS:
                 unit_row = index.get(("location", loc_id, dimension, category, indicator))
                 org_row = index.get(("concern", concern_id, dimension, category, indicator))
-                cells.append({"unit": _guarded(shared_cell(indicator, unit_row, rules), hide_unit),
-                              "org": _guarded(shared_cell(indicator, org_row, rules), hide_org)})
+                cells.append({"unit": shared_cell(indicator, unit_row, rules),
+                              "org": shared_cell(indicator, org_row, rules)})
             table_rows.append({"category": labels.label(labels.CATEGORIES, category), "cells": cells})
-        tables.append({"dimension": dim_label, "rows": table_rows,
-                       "therapist_note": hide_unit or hide_org})
+        tables.append({"dimension": dim_label, "rows": table_rows})
     return tables
-
-
-def _guarded(cell: dict, hide: bool) -> dict:
-    if not hide:
-        return cell
-    return {"text": SUPPRESSED_MARK, "n": EMPTY, "ci": EMPTY, "cls": "suppressed",
-            "title": f"onderdrukt: een categorie rust op minder dan {MIN_THERAPISTS_PER_CATEGORY} behandelaars"}
 
 
 # --- manager package: therapist pages (work database) ---------------------------------------------------
@@ -482,9 +481,9 @@ def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple
             r = bench.get((tid, "year", y, indicator))
             org = units.get("concern", concern["id"], "year", y, indicator)
             cells.append({"value": manager_cell(indicator, r, rules),
-                          "org": fmt_indicator(indicator, org["value"]) if org and not _is_suppressed(org, rules)
+                          "org": fmt_indicator(indicator, org["value"]) if org and not _is_suppressed(org)
                           else EMPTY,
-                          "z": _manager_z(r, rules),
+                          "z": _manager_z(r, indicator, rules),
                           "met": target_cell(r, rules, shared=False) if indicator in rules.targets else None})
         year_rows.append({"label": labels.INDICATORS[indicator], "indicator": indicator,
                           "lower_is_better": indicator in labels.LOWER_IS_BETTER,
@@ -496,16 +495,16 @@ def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple
         own = [bench.get((tid, "quarter", q, indicator)) for q in quarters]
         org = [units.get("concern", concern["id"], "quarter", q, indicator) for q in quarters]
         target = rules.targets.get(indicator, {}).get("target")
-        png = charts.trend_chart(
+        svg = charts.trend_chart(
             [period_label(q) for q in quarters],
             [charts.Line(f"{tid} (alle kwartalen; n < {rules.min_n} onbetrouwbaar)",
                          [r["value"] if r else None for r in own], True),
              charts.Line("organisatie (gemiddelde van de vestigingen)",
-                         [r["value"] if r and not _is_suppressed(r, rules) else None for r in org])],
+                         [r["value"] if r and not _is_suppressed(r) else None for r in org])],
             title=labels.INDICATORS[indicator], percent=True, target=target,
             target_label=f"target {rules.target_text(indicator)}" if target is not None else None,
             y_range=(0, 100) if indicator.startswith("pct_") else None)
-        trend_charts.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(png)})
+        trend_charts.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(svg)})
 
     funnels = []
     if year:
@@ -516,17 +515,17 @@ def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple
             if not rows or mine is None:
                 continue
             centre, sd = _funnel_parameters(rows)
-            points = [charts.FunnelPoint(r["unit_id"] + ("*" if _is_suppressed(r, rules) else ""), r["n"], r["value"],
+            points = [charts.FunnelPoint(r["unit_id"] + ("*" if _is_suppressed(r) else ""), r["n"], r["value"],
                                          r["unit_id"] == tid)
                       for r in rows if r["value"] is not None and r["n"]]
             target = rules.targets.get(indicator, {}).get("target")
-            png = charts.funnel_chart(points, centre=centre, sd=sd, proportion=indicator.startswith("pct_"),
+            svg = charts.funnel_chart(points, centre=centre, sd=sd, proportion=indicator.startswith("pct_"),
                                       percent=indicator in labels.PERCENT_INDICATORS,
                                       y_range=labels.INDICATOR_RANGES.get(indicator),
                                       title=f"{labels.INDICATORS[indicator]}, {year}", target=target,
                                       target_label=f"target {rules.target_text(indicator)}"
                                       if target is not None else None)
-            funnels.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(png),
+            funnels.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(svg),
                             "value": manager_cell(indicator, mine, rules),
                             "limits": fmt_ci(indicator, mine.get("funnel_95_low"), mine.get("funnel_95_high")),
                             "position": funnel_position(mine), "centre": fmt_indicator(indicator, centre)})
@@ -540,11 +539,13 @@ def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple
     }
 
 
-def _manager_z(row: dict | None, rules: Rules) -> dict:
-    """z among the concern's therapists; on an unreliable figure shown uncoloured and flagged."""
-    cell = z_cell(row["z"] if row else None)
-    if row is not None and cell["text"] and _is_suppressed(row, rules):
-        return {"text": cell["text"] + "*", "cls": "unreliable"}
+def _manager_z(row: dict | None, indicator: str, rules: Rules) -> dict:
+    """z among the concern's therapists, coloured by direction; an unreliable figure keeps its colour and
+    is marked besides (hatched outline, "*", a title)."""
+    cell = z_cell(row["z"] if row else None, indicator not in labels.LOWER_IS_BETTER)
+    if row is not None and cell["text"] and _is_suppressed(row):
+        return {"text": cell["text"] + "*", "cls": f"{cell['cls']} unreliable-mark",
+                "title": f"onbetrouwbaar: minder dan {rules.min_n} trajecten"}
     return cell
 
 

@@ -4,31 +4,20 @@ the work database) into ``$ROM_DATA_DIR/reports``. The body is thin: the renderi
 :mod:`rom_pipeline.reports`; what is produced and who may see it is docs/reports.md.
 """
 
-import hashlib
 import os
 
 import dagster as dg
 
 from rom_pipeline.defs.sql_asset import DUCKDB_POOL, OWNERS
-from rom_pipeline.paths import PACKAGE_DIR
 from rom_pipeline.reports import build_reports
+from rom_pipeline.reports.build import code_version
 from rom_pipeline.resources import Workspace
 
-REPORTS_PACKAGE = PACKAGE_DIR / "reports"
 PDF_ENV = "ROM_REPORTS_PDF"  # "0" / "false" / "no" switch the PDFs off (e.g. in test runs)
 
 
-def _code_version() -> str:
-    """Hash of the rendering code and templates: a change to either re-renders."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in REPORTS_PACKAGE.rglob("*") if p.is_file() and p.suffix in {".py", ".html", ".css"}):
-        digest.update(path.relative_to(REPORTS_PACKAGE).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
 class ReportsConfig(dg.Config):
-    pdf: bool = True  # also print each concern report to PDF when a Chromium binary is found
+    pdf: bool = True  # also lay out each concern report as an A4 PDF (fpdf2)
 
 
 def _pdf_wanted(config: ReportsConfig) -> bool:
@@ -45,7 +34,7 @@ def _pdf_wanted(config: ReportsConfig) -> bool:
                 "location, from the work database), one package per location manager. Swapped in whole.",
     owners=OWNERS,
     kinds={"html", "pdf"},
-    code_version=_code_version(),
+    code_version=code_version(),
     metadata={"module": dg.MetadataValue.path("rom_pipeline/reports"),
               "docs": dg.MetadataValue.path("docs/reports.md")},
     pool=DUCKDB_POOL,  # reads work.duckdb: never beside a writer (docs/operations.md)
@@ -70,6 +59,8 @@ def benchmark_reports(context: dg.AssetExecutionContext, config: ReportsConfig,
         "manager_files": result.manager_files,
         "pdf_files": result.pdf_files,
         "pdf": result.pdf_note,
+        "rendering_tasks_run": result.rendered_tasks,
+        "rendering_tasks_unchanged": result.reused_tasks,
         "shared_paths": dg.MetadataValue.json(sorted(result.shared_files)),
         "manager_package_paths": dg.MetadataValue.json(sorted(result.manager_packages)),
     })

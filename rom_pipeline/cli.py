@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     rekey.add_argument("--export-dir", help="root of the deliveries (default: $ROM_EXPORT_DIR or the bundled sample)")
     rekey.add_argument("--data-dir", help="work and publish folder (default: $ROM_DATA_DIR or ./data)")
     rekey.add_argument("--quiet", action="store_true", help="only the summary")
+    rekey.add_argument("--verbose", action="store_true", help="as for run")
     rekey.add_argument("--no-reports", action="store_true", help="as for run")
     rekey.set_defaults(func=_rekey)
 

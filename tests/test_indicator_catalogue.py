@@ -211,3 +211,20 @@ def test_a_bad_entry_stops_a_dagster_run_before_anything_is_written(tmp_path):
     assert [e.step_key for e in failures] == ["audit__runs"]
     assert "indicators.catalogue.pct_referred.population" in str(failures[0].step_failure_data.error)
     assert not (tmp_path / "data" / "work.duckdb").exists()
+
+
+def test_an_indicator_added_by_configuration_is_in_the_reports(referred, tmp_path):
+    """The reports take the indicators from the warehouse's config.indicator_catalogue: the location
+    report lists pct_referred by its Dutch label, and the concern data show it too."""
+    import shutil
+
+    from rom_pipeline.reports.build import build_reports
+
+    pipeline, _ = referred
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("warehouse.duckdb", "work.duckdb"):
+        shutil.copy2(pipeline.data_dir / name, data / name)
+    build_reports(data / "warehouse.duckdb", data / "work.duckdb", data, pdf=False, log=lambda message: None)
+    location = (data / "reports" / "shared" / "locations" / "C001-L1.html").read_text(encoding="utf-8")
+    assert "Doorverwezen" in location

@@ -27,7 +27,7 @@ from rom_pipeline.reports.formatting import (
     dutch, fmt_by_unit, fmt_count, fmt_eur, fmt_n, fmt_number, fmt_pct, fmt_z, parse_dutch, z_colour_class,
 )
 from rom_pipeline.reports.pdf import render_pdf
-from rom_pipeline.reports.views import fmt_indicator, n_label, z_cell
+from rom_pipeline.reports.views import n_label, z_cell
 
 DATA_URI = re.compile(r"data:image/svg\+xml;base64,[A-Za-z0-9+/=]+")
 SVG = "{http://www.w3.org/2000/svg}"
@@ -136,6 +136,34 @@ def test_nice_ticks():
 
 
 # --- the build -------------------------------------------------------------------------------------
+
+# The default indicator catalogue as a reader of the reports sees it (rom_pipeline/parameters.yaml),
+# written out by hand: the reports take it from the warehouse's config.indicator_catalogue.
+LABELS = {
+    "n_closed": "Aantal afgesloten trajecten",
+    "pct_complete": "Complete scores SCL-90 (voor- en nameting)",
+    "mean_improvement": "Gemiddeld percentage verbetering SCL-90",
+    "pct_recovered": "Hersteld (betrouwbare verandering)",
+    "pct_improved": "Verbeterd (betrouwbare verandering)",
+    "pct_unchanged": "Onveranderd",
+    "pct_deteriorated": "Verslechterd",
+    "pct_dropout": "Drop-out",
+    "mean_satisfaction": "Gemiddelde cliënttevredenheid (CQI, 0-10)",
+    "pct_working_end": "Betaald werk bij afsluiting",
+}
+ORDER = ["pct_complete", "mean_improvement", "pct_recovered", "pct_improved", "pct_unchanged",
+         "pct_deteriorated", "pct_dropout", "mean_satisfaction", "pct_working_end"]
+CHARTED = ["pct_complete", "mean_improvement", "pct_recovered", "pct_dropout"]
+BREAKDOWN = ["pct_complete", "mean_improvement", "pct_dropout"]
+LOWER_IS_BETTER = {"pct_unchanged", "pct_deteriorated", "pct_dropout"}
+
+
+def fmt_indicator(indicator: str, value) -> str:
+    """How the reports print a value of a default indicator: a count, one decimal with %, or one decimal."""
+    if indicator == "n_closed":
+        return fmt_count(value)
+    return fmt_number(value, 1) if indicator == "mean_satisfaction" else fmt_pct(value)
+
 
 class Built:
     def __init__(self, root: Path, data_dir: Path, run, materialisations):
@@ -356,8 +384,8 @@ def test_location_reports_show_the_warehouse_figures(built):
         figures = {(p, i): (v, n, s) for p, i, v, n, s in con.execute(
             "SELECT period, indicator, value, n, suppressed FROM marts.indicators WHERE concern_id = ? "
             "AND level = 'location' AND unit_id = ? AND period_type = 'year'", [concern_id, location_id]).fetchall()}
-        for indicator in labels.INDICATOR_ORDER:
-            cells = row(tabs, labels.INDICATORS[indicator], "Indicator (afgesloten")
+        for indicator in ORDER:
+            cells = row(tabs, LABELS[indicator], "Indicator (afgesloten")
             for i, y in enumerate(years):
                 value, n, suppressed = figures.get((y, indicator), (None, None, None))
                 main, small = cells[1 + 2 * i]
@@ -386,8 +414,8 @@ def test_funnel_tables_match_internal_benchmark(built):
     html = path.read_text(encoding="utf-8")
     year = re.search(r"Funnelplots (\d{4})", html).group(1)
     tabs = [t for t in tables(path) if t and t[0][0][0] == "Vestiging (op naam)"]
-    assert len(tabs) == len(labels.CHARTED_INDICATORS)
-    for indicator, t in zip(labels.CHARTED_INDICATORS, tabs):
+    assert len(tabs) == len(CHARTED)
+    for indicator, t in zip(CHARTED, tabs):
         rows = {r[0][0].rsplit(" (", 1)[1].rstrip(")"): r for r in t[1:]}
         for unit, value, low, high, suppressed in con.execute(
                 "SELECT unit_id, value, funnel_95_low, funnel_95_high, suppressed FROM marts.internal_benchmark "
@@ -462,7 +490,7 @@ def test_shared_case_mix_shows_the_published_suppression(built):
             dimension = dims[html_lib.unescape(heading)]
             for r in t[2:]:
                 category = by_label[r[0][0]]
-                for i, indicator in enumerate(labels.BREAKDOWN_INDICATORS):
+                for i, indicator in enumerate(BREAKDOWN):
                     value, suppressed, reason = published.get(
                         (concern_id, location_id, year.group(1), dimension, category, indicator), (None, None, None))
                     main = r[1 + 2 * i][0]
@@ -541,11 +569,11 @@ def test_therapist_pages_show_unreliable_figures_flagged(built):
     assert row_ is not None
     concern_id, location_id, therapist_id, period, indicator, value = row_
     page = built.root / "managers" / f"{concern_id}-{location_id}" / f"behandelaar-{therapist_id}.html"
-    cells = row(tables(page), labels.INDICATORS[indicator])
+    cells = row(tables(page), LABELS[indicator])
     assert any(main == fmt_indicator(indicator, value) + "*" for main, _ in cells)
     # an unreliable z keeps its colour and is marked besides (issue 10 item 12): no plain "unreliable" tint
     html = page.read_text(encoding="utf-8")
-    by_label = {html_lib.escape(text, quote=False): code for code, text in labels.INDICATORS.items()}
+    by_label = {html_lib.escape(text, quote=False): code for code, text in LABELS.items()}
     marked = 0
     for tr in re.findall(r"<tr>.*?</tr>", html, re.S):
         label = re.search(r'<td class="label">([^<]*)', tr)
@@ -555,7 +583,7 @@ def test_therapist_pages_show_unreliable_figures_flagged(built):
         for cls, text in re.findall(r'<td class="num (z-[a-z0-9-]+) unreliable-mark" title="onbetrouwbaar: minder '
                                     r'dan \d+ trajecten">([^<]*)\*</td>', tr):
             z = parse_dutch(text)
-            assert cls == z_colour_class(-z if code in labels.LOWER_IS_BETTER else z), (code, text, cls)
+            assert cls == z_colour_class(-z if code in LOWER_IS_BETTER else z), (code, text, cls)
             marked += 1
     assert marked, "an unreliable z-score, marked"
 

@@ -95,7 +95,8 @@ def _rules(src: SharedSource) -> views.Rules:
     if missing:
         raise RuntimeError(f"the warehouse's config.parameters lacks {', '.join(missing)}: publish it again")
     return views.Rules(min_n=int(float(params["min_n"])), min_count=int(float(params["min_count_published"])),
-                       targets=src.targets())
+                       targets=src.targets(),
+                       indicators=labels.IndicatorCatalogue.from_rows(src.indicator_catalogue()))
 
 
 def build_reports(warehouse: Path, work_db: Path, data_dir: Path, *, pdf: bool = True,

@@ -26,7 +26,8 @@ import duckdb
 REQUIRED_SHARED_TABLES = [
     "staging.annual_reports", "staging.locations", "marts.financial_ratios", "marts.concern_benchmark",
     "marts.concern_summary", "marts.concern_size_groups", "marts.indicators", "marts.indicator_breakdowns",
-    "marts.internal_benchmark", "config.parameters", "config.indicator_targets", "audit.deliveries",
+    "marts.internal_benchmark", "config.parameters", "config.indicator_targets", "config.indicator_catalogue",
+    "audit.deliveries",
 ]
 REQUIRED_WORK_TABLES = ["staging.therapists", "marts.internal_benchmark", "marts.indicators",
                         "marts.episode_outcomes"]
@@ -113,6 +114,9 @@ class SharedSource:
     def parameters(self) -> dict[str, str]:
         return {r["name"]: r["value"] for r in _rows(self.con, "SELECT name, value FROM config.parameters")}
 
+    def indicator_catalogue(self) -> list[dict]:
+        return _rows(self.con, "SELECT * FROM config.indicator_catalogue ORDER BY position")
+
     def targets(self) -> dict[str, dict]:
         return {r["indicator"]: r for r in _rows(
             self.con, "SELECT indicator, comparator, target FROM config.indicator_targets")}
@@ -197,7 +201,7 @@ class SharedSource:
             WHERE status = 'current' AND concern_id IS NOT NULL GROUP BY concern_id""")}
 
     def unit_indicators(self, concern_id: str) -> list[dict]:
-        """Location figures and the organisation's (mean of locations; episodes for n_closed), year + quarter."""
+        """Location figures and the organisation's (mean of locations; episodes for a count), year + quarter."""
         return _rows(self.con, f"""
             SELECT level, unit_id, period_type, period, indicator, aggregation, value, n, ci_low, ci_high,
                    target, target_met, coalesce(suppressed, false) AS suppressed, {self._reason["marts.indicators"]}
@@ -205,7 +209,9 @@ class SharedSource:
             WHERE concern_id = ? AND period_type IN ('year', 'quarter')
               AND (level = 'location'
                    OR (level = 'concern' AND (aggregation = 'mean_of_locations'
-                                              OR (aggregation = 'episodes' AND indicator = 'n_closed'))))
+                                              OR (aggregation = 'episodes' AND indicator IN (
+                                                  SELECT indicator FROM config.indicator_catalogue
+                                                  WHERE kind = 'count')))))
               AND level <> 'therapist'""", [concern_id])
 
     def location_benchmark(self, concern_id: str, period: str) -> list[dict]:

@@ -6,6 +6,8 @@ year t-1; the average wage is wage sum / fte) and stating the formula we compute
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # marts.financial_ratios.ratio -> label, in the seed's order.
 FINANCIAL_RATIOS: list[tuple[str, str]] = [
     ("revenue_growth", "Omzetstijging"),
@@ -86,29 +88,8 @@ SIZE_GROUPS = {
     "size_4": "omzet € 100 miljoen of meer",
 }
 
-# ROM indicators of marts.indicators (design s2), Dutch.
-INDICATORS: dict[str, str] = {
-    "n_closed": "Aantal afgesloten trajecten",
-    "pct_complete": "Complete scores SCL-90 (voor- en nameting)",
-    "mean_improvement": "Gemiddeld percentage verbetering SCL-90",
-    "pct_recovered": "Hersteld (betrouwbare verandering)",
-    "pct_improved": "Verbeterd (betrouwbare verandering)",
-    "pct_unchanged": "Onveranderd",
-    "pct_deteriorated": "Verslechterd",
-    "pct_dropout": "Drop-out",
-    "mean_satisfaction": "Gemiddelde cliënttevredenheid (CQI, 0-10)",
-    "pct_working_end": "Betaald werk bij afsluiting",
-}
-# Order of the indicator tables: the two of seed 000 first (process, outcome), then the rest.
-INDICATOR_ORDER = ["pct_complete", "mean_improvement", "pct_recovered", "pct_improved", "pct_unchanged",
-                   "pct_deteriorated", "pct_dropout", "mean_satisfaction", "pct_working_end"]
-# Charted over time and in funnels (the two with a target of seed 000, plus drop-out and recovery).
-CHARTED_INDICATORS = ["pct_complete", "mean_improvement", "pct_recovered", "pct_dropout"]
-LOWER_IS_BETTER = {"pct_unchanged", "pct_deteriorated", "pct_dropout"}
-# The range a mean indicator can take (charts cut funnel limits there); percentages are 0..100.
-INDICATOR_RANGES = {"mean_improvement": (-100.0, 100.0), "mean_satisfaction": (0.0, 10.0)}
-PERCENT_INDICATORS = {"pct_complete", "mean_improvement", "pct_recovered", "pct_improved", "pct_unchanged",
-                      "pct_deteriorated", "pct_dropout", "pct_working_end"}
+# The ROM indicators come from the indicator catalogue the warehouse was published with
+# (config.indicator_catalogue): see IndicatorCatalogue at the end of this module.
 
 BREAKDOWN_DIMENSIONS: list[tuple[str, str]] = [
     ("diagnosis_group", "Diagnosegroep"),
@@ -117,7 +98,6 @@ BREAKDOWN_DIMENSIONS: list[tuple[str, str]] = [
     ("therapist_experience", "Ervaring behandelaar"),
     ("baseline_severity", "Ernst bij aanvang (SCL-90 voormeting)"),
 ]
-BREAKDOWN_INDICATORS = ["pct_complete", "mean_improvement", "pct_dropout"]
 
 CATEGORIES = {
     "depression": "Depressie", "dysthymia": "Dysthymie", "anxiety": "Angststoornissen",
@@ -255,3 +235,60 @@ BIJLAGE_1: list[tuple[str, str]] = [
      "afwijken. Een niet ingevulde kostenpost telt hier als nul (zoals in de cijfers van het "
      "voorbeeldrapport)."),
 ]
+
+
+@dataclass(frozen=True)
+class IndicatorCatalogue:
+    """The indicators as the warehouse was published with them (``config.indicator_catalogue``, one row
+    per entry of the catalogue in rom_pipeline/parameters.yaml): Dutch labels, order, direction, kind,
+    range, and which ones the reports chart and break down. An indicator a deployment adds by
+    configuration appears in the reports through this, without code."""
+
+    rows: tuple[dict, ...]
+
+    @classmethod
+    def from_rows(cls, rows: list[dict]) -> "IndicatorCatalogue":
+        return cls(tuple(sorted(rows, key=lambda r: r["position"])))
+
+    def _codes(self, keep) -> list[str]:
+        return [r["indicator"] for r in self.rows if keep(r)]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {r["indicator"]: r["label_nl"] for r in self.rows}
+
+    @property
+    def counts(self) -> list[str]:
+        """Volumes (n_closed): shown as counts, never charted or benchmarked."""
+        return self._codes(lambda r: r["kind"] == "count")
+
+    @property
+    def order(self) -> list[str]:
+        """The indicator tables' rows: every score, in catalogue order."""
+        return self._codes(lambda r: r["kind"] != "count")
+
+    @property
+    def charted(self) -> list[str]:
+        return self._codes(lambda r: r["chart"])
+
+    @property
+    def breakdown(self) -> list[str]:
+        return self._codes(lambda r: r["breakdown"])
+
+    @property
+    def with_target(self) -> list[str]:
+        return self._codes(lambda r: r["target"] is not None)
+
+    @property
+    def lower_is_better(self) -> set[str]:
+        return set(self._codes(lambda r: r["higher_is_better"] is False))
+
+    @property
+    def percent(self) -> set[str]:
+        return set(self._codes(lambda r: r["unit"] == "%"))
+
+    @property
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """The range a mean can take (charts cut funnel limits there); percentages are 0..100."""
+        return {r["indicator"]: (r["lower_bound"], r["upper_bound"]) for r in self.rows
+                if r["kind"] == "mean" and r["lower_bound"] is not None and r["upper_bound"] is not None}

@@ -51,12 +51,26 @@ class Rules:
     min_n: int
     min_count: int
     targets: dict[str, dict]
+    indicators: labels.IndicatorCatalogue
 
     def target_text(self, indicator: str) -> str:
         t = self.targets.get(indicator)
         if not t or t.get("target") is None:
             return EMPTY
-        return f"{labels.COMPARATORS.get(t['comparator'], t['comparator'])} {fmt_indicator(indicator, t['target'])}"
+        return f"{labels.COMPARATORS.get(t['comparator'], t['comparator'])} {self.fmt(indicator, t['target'])}"
+
+    def fmt(self, indicator: str, value) -> str:
+        """A value of an indicator: a count, a percentage (unit %) or a number (one decimal)."""
+        if indicator in self.indicators.counts:
+            return fmt_count(value)
+        if indicator in self.indicators.percent:
+            return fmt_pct(value)
+        return fmt_number(value, 1)
+
+    def fmt_ci(self, indicator: str, low, high) -> str:
+        if low is None or high is None:
+            return EMPTY
+        return f"{self.fmt(indicator, low)} – {self.fmt(indicator, high)}"
 
     def suppressed_title(self, row: dict | None = None) -> str:
         """Title of a suppressed cell: the warehouse's reason when it gives one."""
@@ -72,20 +86,6 @@ def n_label(n, min_count: int) -> str:
     if not text:
         return EMPTY
     return f"n {text[0]} {text[1:]}" if text.startswith("<") else f"n = {text}"
-
-
-def fmt_indicator(indicator: str, value) -> str:
-    if indicator == "n_closed":
-        return fmt_count(value)
-    if indicator == "mean_satisfaction":
-        return fmt_number(value, 1)
-    return fmt_pct(value)  # pct_* and mean_improvement are percentages
-
-
-def fmt_ci(indicator: str, low, high) -> str:
-    if low is None or high is None:
-        return EMPTY
-    return f"{fmt_indicator(indicator, low)} – {fmt_indicator(indicator, high)}"
 
 
 def z_cell(z, higher_is_better: bool | None = None) -> dict:
@@ -113,13 +113,13 @@ def shared_cell(indicator: str, row: dict | None, rules: Rules) -> dict:
     if row is None:
         return {"text": EMPTY, "n": EMPTY, "ci": EMPTY, "cls": "", "title": ""}
     n_text = n_label(row.get("n"), rules.min_count)
-    if indicator == "n_closed":
+    if indicator in rules.indicators.counts:
         return {"text": fmt_n(row.get("value"), rules.min_count), "n": EMPTY, "ci": EMPTY, "cls": "", "title": ""}
     if _is_suppressed(row) or row.get("value") is None:
         return {"text": SUPPRESSED_MARK, "n": n_text, "ci": EMPTY, "cls": "suppressed",
                 "title": rules.suppressed_title(row) if _is_suppressed(row) else "geen waarde"}
-    return {"text": fmt_indicator(indicator, row["value"]), "n": n_text,
-            "ci": fmt_ci(indicator, row.get("ci_low"), row.get("ci_high")), "cls": "", "title": ""}
+    return {"text": rules.fmt(indicator, row["value"]), "n": n_text,
+            "ci": rules.fmt_ci(indicator, row.get("ci_low"), row.get("ci_high")), "cls": "", "title": ""}
 
 
 def manager_cell(indicator: str, row: dict | None, rules: Rules) -> dict:
@@ -128,9 +128,9 @@ def manager_cell(indicator: str, row: dict | None, rules: Rules) -> dict:
         return {"text": EMPTY, "n": n_label(row.get("n"), rules.min_count) if row else EMPTY, "ci": EMPTY,
                 "cls": "", "title": "", "unreliable": False}
     unreliable = _is_suppressed(row)
-    return {"text": fmt_indicator(indicator, row["value"]) + ("*" if unreliable else ""),
+    return {"text": rules.fmt(indicator, row["value"]) + ("*" if unreliable else ""),
             "n": n_label(row.get("n"), rules.min_count),
-            "ci": fmt_ci(indicator, row.get("ci_low"), row.get("ci_high")),
+            "ci": rules.fmt_ci(indicator, row.get("ci_low"), row.get("ci_high")),
             "cls": "unreliable" if unreliable else "",
             "title": f"onbetrouwbaar: minder dan {rules.min_n} trajecten" if unreliable else "",
             "unreliable": unreliable}
@@ -299,13 +299,12 @@ class ConcernUnits:
     quarters: list[str] = field(default_factory=list)
 
     def __post_init__(self):
-        for r in self.rows:
+        # The organisation's figure is its mean of locations (seed 000) where there is one (a count has
+        # none: its episodes figure stands): those rows come last, so they win.
+        for r in sorted(self.rows, key=lambda r: r["aggregation"] == "mean_of_locations"):
             if r["level"] == "therapist":  # never, from the warehouse queries; a guard all the same
                 continue
-            key = (r["level"], r["unit_id"], r["period_type"], r["period"], r["indicator"])
-            if r["level"] == "concern" and r["aggregation"] != "mean_of_locations" and r["indicator"] != "n_closed":
-                continue
-            self.index[key] = r
+            self.index[(r["level"], r["unit_id"], r["period_type"], r["period"], r["indicator"])] = r
         self.years = sorted({r["period"] for r in self.rows if r["period_type"] == "year"})
         self.quarters = sorted({r["period"] for r in self.rows if r["period_type"] == "quarter"})
 
@@ -349,28 +348,28 @@ def location_context(concern_id: str, concern_name: str,
     loc_id = location["location_id"]
     names = {l["location_id"]: l["location_name"] for l in locations}
     indicator_rows = []
-    for indicator in ["n_closed", *labels.INDICATOR_ORDER]:
+    for indicator in [*rules.indicators.counts, *rules.indicators.order]:
         cells = []
         for y in units.years:
             cells.append({"unit": shared_cell(indicator, units.get("location", loc_id, "year", y, indicator), rules),
                           "org": shared_cell(indicator, units.get("concern", concern_id, "year", y, indicator), rules)})
-        indicator_rows.append({"label": labels.INDICATORS[indicator],
-                               "lower_is_better": indicator in labels.LOWER_IS_BETTER, "cells": cells})
+        indicator_rows.append({"label": rules.indicators.labels[indicator],
+                               "lower_is_better": indicator in rules.indicators.lower_is_better, "cells": cells})
 
     target_rows = []
-    for indicator in labels.INDICATOR_ORDER:
+    for indicator in rules.indicators.order:
         if indicator not in rules.targets:
             continue
         cells = []
         for y in units.years:
             row = units.get("location", loc_id, "year", y, indicator)
             cells.append({"value": shared_cell(indicator, row, rules), "met": target_cell(row, rules, shared=True)})
-        target_rows.append({"label": labels.INDICATORS[indicator], "target": rules.target_text(indicator),
+        target_rows.append({"label": rules.indicators.labels[indicator], "target": rules.target_text(indicator),
                             "cells": cells})
 
     trend_charts = []
     if units.quarters:
-        for indicator in labels.CHARTED_INDICATORS:
+        for indicator in rules.indicators.charted:
             def series(level, unit):
                 out = []
                 for q in units.quarters:
@@ -382,16 +381,17 @@ def location_context(concern_id: str, concern_name: str,
                 [period_label(q) for q in units.quarters],
                 [charts.Line(f"{location['location_name']} ({loc_id})", series("location", loc_id), True),
                  charts.Line("organisatie (gemiddelde van de vestigingen)", series("concern", concern_id))],
-                title=labels.INDICATORS[indicator], percent=True, target=target,
+                title=rules.indicators.labels[indicator], percent=indicator in rules.indicators.percent,
+                target=target,
                 target_label=f"target {rules.target_text(indicator)}" if target is not None else None,
                 y_range=(0, 100) if indicator.startswith("pct_") else None)
-            trend_charts.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(svg)})
+            trend_charts.append({"title": rules.indicators.labels[indicator], "img": charts.data_uri(svg)})
 
     funnels = []
     by_indicator = defaultdict(list)
     for r in benchmark_rows:
         by_indicator[r["indicator"]].append(r)
-    for indicator in labels.CHARTED_INDICATORS:
+    for indicator in rules.indicators.charted:
         rows = by_indicator.get(indicator, [])
         if not rows:
             continue
@@ -400,9 +400,9 @@ def location_context(concern_id: str, concern_name: str,
         points = [charts.FunnelPoint(r["unit_id"], r["n"], r["value"], r["unit_id"] == loc_id) for r in shown]
         target = rules.targets.get(indicator, {}).get("target")
         svg = charts.funnel_chart(points, centre=centre, sd=sd, proportion=indicator.startswith("pct_"),
-                                  percent=indicator in labels.PERCENT_INDICATORS,
-                                  y_range=labels.INDICATOR_RANGES.get(indicator),
-                                  title=f"{labels.INDICATORS[indicator]}, {year}", target=target,
+                                  percent=indicator in rules.indicators.percent,
+                                  y_range=rules.indicators.ranges.get(indicator),
+                                  title=f"{rules.indicators.labels[indicator]}, {year}", target=target,
                                   target_label=f"target {rules.target_text(indicator)}" if target is not None else None)
         table = []
         for r in sorted(rows, key=lambda r: (names.get(r["unit_id"], r["unit_id"]).casefold(), r["unit_id"])):
@@ -410,13 +410,13 @@ def location_context(concern_id: str, concern_name: str,
             table.append({
                 "name": names.get(r["unit_id"], r["unit_id"]), "id": r["unit_id"], "this": r["unit_id"] == loc_id,
                 "n": fmt_n(r["n"], rules.min_count),
-                "value": SUPPRESSED_MARK if hidden else fmt_indicator(indicator, r["value"]),
+                "value": SUPPRESSED_MARK if hidden else rules.fmt(indicator, r["value"]),
                 "limits": EMPTY if hidden or r.get("funnel_95_low") is None else
-                fmt_ci(indicator, r["funnel_95_low"], r["funnel_95_high"]),
+                rules.fmt_ci(indicator, r["funnel_95_low"], r["funnel_95_high"]),
                 "position": EMPTY if hidden else funnel_position(r),
                 "cls": "suppressed" if hidden else ""})
-        funnels.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(svg), "table": table,
-                        "centre": fmt_indicator(indicator, centre)})
+        funnels.append({"title": rules.indicators.labels[indicator], "img": charts.data_uri(svg), "table": table,
+                        "centre": rules.fmt(indicator, centre)})
 
     breakdowns = _breakdown_tables(breakdown_rows, concern_id, loc_id, rules)
 
@@ -449,7 +449,7 @@ def _breakdown_tables(rows: list[dict], concern_id: str, loc_id: str, rules: Rul
         table_rows = []
         for category in categories:
             cells = []
-            for indicator in labels.BREAKDOWN_INDICATORS:
+            for indicator in rules.indicators.breakdown:
                 unit_row = index.get(("location", loc_id, dimension, category, indicator))
                 org_row = index.get(("concern", concern_id, dimension, category, indicator))
                 cells.append({"unit": shared_cell(indicator, unit_row, rules),
@@ -475,23 +475,23 @@ def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple
     ``bench``: (therapist, period_type, period, indicator) -> internal_benchmark row of the concern."""
     tid = therapist["therapist_id"]
     year_rows = []
-    for indicator in labels.INDICATOR_ORDER:
+    for indicator in rules.indicators.order:
         cells = []
         for y in years:
             r = bench.get((tid, "year", y, indicator))
             org = units.get("concern", concern["id"], "year", y, indicator)
             cells.append({"value": manager_cell(indicator, r, rules),
-                          "org": fmt_indicator(indicator, org["value"]) if org and not _is_suppressed(org)
+                          "org": rules.fmt(indicator, org["value"]) if org and not _is_suppressed(org)
                           else EMPTY,
                           "z": _manager_z(r, indicator, rules),
                           "met": target_cell(r, rules, shared=False) if indicator in rules.targets else None})
-        year_rows.append({"label": labels.INDICATORS[indicator], "indicator": indicator,
-                          "lower_is_better": indicator in labels.LOWER_IS_BETTER,
+        year_rows.append({"label": rules.indicators.labels[indicator], "indicator": indicator,
+                          "lower_is_better": indicator in rules.indicators.lower_is_better,
                           "has_target": indicator in rules.targets, "cells": cells})
     n_row = [fmt_n(counts.get((tid, "year", y)), rules.min_count) for y in years]
 
     trend_charts = []
-    for indicator in labels.CHARTED_INDICATORS[:2]:
+    for indicator in rules.indicators.charted[:2]:
         own = [bench.get((tid, "quarter", q, indicator)) for q in quarters]
         org = [units.get("concern", concern["id"], "quarter", q, indicator) for q in quarters]
         target = rules.targets.get(indicator, {}).get("target")
@@ -501,14 +501,15 @@ def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple
                          [r["value"] if r else None for r in own], True),
              charts.Line("organisatie (gemiddelde van de vestigingen)",
                          [r["value"] if r and not _is_suppressed(r) else None for r in org])],
-            title=labels.INDICATORS[indicator], percent=True, target=target,
+            title=rules.indicators.labels[indicator], percent=indicator in rules.indicators.percent,
+            target=target,
             target_label=f"target {rules.target_text(indicator)}" if target is not None else None,
             y_range=(0, 100) if indicator.startswith("pct_") else None)
-        trend_charts.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(svg)})
+        trend_charts.append({"title": rules.indicators.labels[indicator], "img": charts.data_uri(svg)})
 
     funnels = []
     if year:
-        for indicator in labels.CHARTED_INDICATORS[:2]:
+        for indicator in rules.indicators.charted[:2]:
             rows = [bench[(c["therapist_id"], "year", year, indicator)] for c in colleagues
                     if (c["therapist_id"], "year", year, indicator) in bench]
             mine = bench.get((tid, "year", year, indicator))
@@ -520,15 +521,15 @@ def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple
                       for r in rows if r["value"] is not None and r["n"]]
             target = rules.targets.get(indicator, {}).get("target")
             svg = charts.funnel_chart(points, centre=centre, sd=sd, proportion=indicator.startswith("pct_"),
-                                      percent=indicator in labels.PERCENT_INDICATORS,
-                                      y_range=labels.INDICATOR_RANGES.get(indicator),
-                                      title=f"{labels.INDICATORS[indicator]}, {year}", target=target,
+                                      percent=indicator in rules.indicators.percent,
+                                      y_range=rules.indicators.ranges.get(indicator),
+                                      title=f"{rules.indicators.labels[indicator]}, {year}", target=target,
                                       target_label=f"target {rules.target_text(indicator)}"
                                       if target is not None else None)
-            funnels.append({"title": labels.INDICATORS[indicator], "img": charts.data_uri(svg),
+            funnels.append({"title": rules.indicators.labels[indicator], "img": charts.data_uri(svg),
                             "value": manager_cell(indicator, mine, rules),
-                            "limits": fmt_ci(indicator, mine.get("funnel_95_low"), mine.get("funnel_95_high")),
-                            "position": funnel_position(mine), "centre": fmt_indicator(indicator, centre)})
+                            "limits": rules.fmt_ci(indicator, mine.get("funnel_95_low"), mine.get("funnel_95_high")),
+                            "position": funnel_position(mine), "centre": rules.fmt(indicator, centre)})
 
     return {
         "title": therapist_label(therapist), "therapist": {"id": tid, "label": therapist_label(therapist)},
@@ -542,7 +543,7 @@ def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple
 def _manager_z(row: dict | None, indicator: str, rules: Rules) -> dict:
     """z among the concern's therapists, coloured by direction; an unreliable figure keeps its colour and
     is marked besides (hatched outline, "*", a title)."""
-    cell = z_cell(row["z"] if row else None, indicator not in labels.LOWER_IS_BETTER)
+    cell = z_cell(row["z"] if row else None, indicator not in rules.indicators.lower_is_better)
     if row is not None and cell["text"] and _is_suppressed(row):
         return {"text": cell["text"] + "*", "cls": f"{cell['cls']} unreliable-mark",
                 "title": f"onbetrouwbaar: minder dan {rules.min_n} trajecten"}
@@ -557,8 +558,8 @@ def manager_overview(therapists: list[dict], bench: dict[tuple, dict], counts: d
         rows.append({
             "id": tid, "label": therapist_label(t), "file": f"behandelaar-{safe_name(tid)}.html",
             "n": fmt_n(counts.get((tid, "year", year)), rules.min_count) if year else EMPTY,
-            "cells": [manager_cell(i, bench.get((tid, "year", year, i)), rules) for i in ("pct_complete", "mean_improvement")],
-            "met": [target_cell(bench.get((tid, "year", year, i)), rules, shared=False) for i in ("pct_complete", "mean_improvement")],
+            "cells": [manager_cell(i, bench.get((tid, "year", year, i)), rules) for i in rules.indicators.with_target],
+            "met": [target_cell(bench.get((tid, "year", year, i)), rules, shared=False) for i in rules.indicators.with_target],
         })
     return rows
 

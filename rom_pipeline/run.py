@@ -6,7 +6,6 @@ import os
 import sys
 
 import dagster as dg
-import duckdb
 
 
 def demo_key_in_use() -> bool:
@@ -22,13 +21,14 @@ def preflight() -> str | None:
     """
     from rom_pipeline.defs.publish.warehouse import ENCRYPTION_HELP, can_write_encrypted
     from rom_pipeline.lib.pseudonym import MissingKey, check_key
+    from rom_pipeline.lib.warehouse_reader import encryption_key
 
     if not demo_key_in_use():
         try:
             check_key(os.environ.get("ROM_PSEUDONYM_KEY"))
         except MissingKey as exc:
             return str(exc)
-    if os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY") and not can_write_encrypted():
+    if encryption_key() and not can_write_encrypted():
         return ENCRYPTION_HELP
     return None
 
@@ -48,13 +48,10 @@ def _problem_hint(message: str, data_dir) -> str | None:
 
 
 def summarise(warehouse_path) -> str:
-    from rom_pipeline.defs.publish.warehouse import attach_options
+    from rom_pipeline.lib.warehouse_reader import encryption_key, open_read_only
 
-    con = duckdb.connect()
+    con = open_read_only(warehouse_path, encryption_key())
     try:
-        options = attach_options(os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY") or None)
-        con.execute(f"ATTACH '{str(warehouse_path).replace(chr(39), chr(39) * 2)}' AS warehouse ({options})")
-        con.execute("USE warehouse")
         lines = ["deliveries:"]
         for status, n in con.execute(
                 "SELECT status, count(*) FROM audit.deliveries GROUP BY status ORDER BY status").fetchall():
@@ -125,7 +122,9 @@ def run_pipeline(quiet: bool = False, reports: bool = True) -> int:
     if demo:
         print("DEMO MODE: published with the PUBLIC demo key: the pseudonyms protect nothing "
               "(set ROM_PSEUDONYM_KEY for real data).", file=sys.stderr)
-    if os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY"):
+    from rom_pipeline.lib.warehouse_reader import encryption_key
+
+    if encryption_key():
         print(f"\nPublished: {warehouse_path} (encrypted at rest: attach it read-only with its key, "
               f"see README, 'Encryption at rest')")
         return 0

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from rom_pipeline.defs.audit import fingerprint
-from rom_pipeline.defs.audit.pending import force_full_rebuild, record_pending_concerns
 from rom_pipeline.defs.ingest.loader import ALL_FILES, ingest_deliveries, ingest_reference
 from rom_pipeline.defs.sql_asset import DUCKDB_POOL, OWNERS, table_metadata
+from rom_pipeline.lib import fingerprint
+from rom_pipeline.lib.concern_scope import force_full_rebuild, record_pending_concerns
 from rom_pipeline.resources import PseudonymKey, Workspace
 
 RAW_TABLES = [*ALL_FILES, "rejected_rows"]

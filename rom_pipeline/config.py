@@ -13,11 +13,14 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import yaml
 
+from rom_pipeline.indicators import CatalogueError, Indicator, parse_catalogue
 from rom_pipeline.paths import PACKAGE_DIR, SCHEMAS_DIR, SQL_DIR
 
 DEFAULTS_FILE = PACKAGE_DIR / "parameters.yaml"
@@ -48,12 +51,17 @@ class Parameters:
             for name, entry in self.tree[section].items():
                 if isinstance(entry, dict) and "value" in entry:
                     out[name] = entry["value"]
-                elif not isinstance(entry, dict) and name != "targets":
+                elif not isinstance(entry, dict):
                     out[name] = entry
         out["reliable_change_z"] = self.tree["reliable_change"]["z_critical"]["value"]
         out["max_blank_share"] = self.instruments["max_blank_share"]
         out["total_mismatch_tolerance"] = self.instruments["total_mismatch_tolerance"]
         return out
+
+    @cached_property
+    def catalogue(self) -> list[Indicator]:
+        """The indicator catalogue (rom_pipeline.indicators), in its order."""
+        return parse_catalogue(self.tree)
 
     def as_json(self) -> str:
         return json.dumps({"parameters": self.tree, "instruments": self.instruments}, sort_keys=True)
@@ -71,8 +79,13 @@ def load_parameters(override_file: str | os.PathLike | None = None) -> Parameter
         if not path.is_file():
             raise FileNotFoundError(f"ROM_PARAMETERS names {path}, which is not a file")
         tree = _deep_merge(tree, yaml.safe_load(path.read_text()) or {})
+    if "targets" in (tree.get("indicators") or {}):
+        raise CatalogueError("indicators.targets: targets are part of the indicator catalogue now; write "
+                             "indicators.catalogue.<code>.target and .comparator instead")
     instruments = yaml.safe_load(INSTRUMENTS_FILE.read_text())
-    return Parameters(tree=tree, instruments=instruments)
+    params = Parameters(tree=tree, instruments=instruments)
+    params.catalogue  # a bad entry stops here, naming the entry and the field
+    return params
 
 
 def publish_therapist_level() -> bool:
@@ -106,12 +119,37 @@ def apply_parameters(con, params: Parameters) -> None:
             total_min DOUBLE, total_max DOUBLE, higher_is VARCHAR, scoring VARCHAR,
             rc_s_pre DOUBLE, rc_r_xx DOUBLE, rc_cutoff DOUBLE, rc_source VARCHAR)""")
     con.executemany("INSERT INTO config.instruments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", instrument_rows)
-    targets = params.tree["indicators"]["targets"]
-    con.execute("""
-        CREATE OR REPLACE TABLE config.indicator_targets (
-            indicator VARCHAR PRIMARY KEY, comparator VARCHAR, target DOUBLE, source VARCHAR)""")
-    con.executemany("INSERT INTO config.indicator_targets VALUES (?,?,?,?)",
-                    [(k, v["comparator"], v["value"], v["source"]) for k, v in targets.items()])
+    _create_catalogue_tables(con, params.catalogue)
     con.execute("CREATE OR REPLACE TABLE config.parameters (name VARCHAR PRIMARY KEY, value VARCHAR)")
     con.executemany("INSERT INTO config.parameters VALUES (?, ?)",
                     [(k, str(v)) for k, v in sorted(params.scalars.items())])
+
+
+def _create_catalogue_tables(con, catalogue: list[Indicator]) -> None:
+    """``config.indicator_catalogue`` (every entry, bounds evaluated) and ``config.indicator_targets``
+    (its entries with a target), the tables the SQL models and the reports read."""
+    con.execute("""
+        CREATE OR REPLACE TABLE config.indicator_catalogue (
+            indicator VARCHAR PRIMARY KEY, position INTEGER, kind VARCHAR, label_nl VARCHAR, label_en VARCHAR,
+            population VARCHAR, value_sql VARCHAR, lower_bound DOUBLE, upper_bound DOUBLE,
+            higher_is_better BOOLEAN, cluster VARCHAR, benchmark_id VARCHAR, target DOUBLE, comparator VARCHAR,
+            target_source VARCHAR, unit VARCHAR, chart BOOLEAN, breakdown BOOLEAN, formula VARCHAR,
+            source VARCHAR)""")
+    for ind in catalogue:
+        lower, upper = ind.bounds_sql
+        try:
+            con.execute(f"""
+                INSERT INTO config.indicator_catalogue VALUES
+                (?, ?, ?, ?, ?, ?, ?, CAST(({lower}) AS DOUBLE), CAST(({upper}) AS DOUBLE),
+                 ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                        [ind.code, ind.position, ind.aggregation, ind.label_nl, ind.label_en, ind.population,
+                         ind.value, ind.higher_is_better, ind.cluster, ind.benchmark_id if ind.cluster else None,
+                         ind.target, ind.comparator, ind.target_source, ind.unit, ind.chart, ind.breakdown,
+                         ind.formula, ind.source])
+        except duckdb.Error as exc:
+            raise CatalogueError(f"indicators.catalogue.{ind.code}.bounds: {[lower, upper]} cannot be evaluated: "
+                                 f"{str(exc).splitlines()[0]}") from None
+    con.execute("""
+        CREATE OR REPLACE TABLE config.indicator_targets AS
+        SELECT indicator, comparator, target, target_source AS source
+        FROM config.indicator_catalogue WHERE target IS NOT NULL ORDER BY position""")

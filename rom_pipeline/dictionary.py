@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rom_pipeline.config import load_parameters
 from rom_pipeline.defs.publish.warehouse import load_spec
 from rom_pipeline.paths import PROJECT_DIR
 from schemas.contract import CONTRACT_VERSION, FILES
@@ -51,6 +52,25 @@ def _schema_section(title: str, schemas: dict) -> list[str]:
     return lines
 
 
+def _catalogue_section() -> list[str]:
+    """The indicator catalogue as the parameters define it (an override file's entries included)."""
+    lines = ["## Indicator catalogue", "",
+             "Every indicator of `marts.indicators` (rom_pipeline/parameters.yaml, `indicators.catalogue`; "
+             "a `ROM_PARAMETERS` file adds one, see docs/outcome-rules.md). Periods are by the episodes' "
+             "end date; an episode counts when it is in the population and its value is not NULL.", "",
+             "| code | label (nl / en) | kind | population | per-episode value | bounds | higher is better "
+             "| target | cluster | formula |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for ind in load_parameters().catalogue:
+        target = f"{ind.comparator} {ind.target:g}" if ind.target is not None else ""
+        bounds = " .. ".join(ind.bounds_sql) if ind.bounds_sql != ("NULL", "NULL") else ""
+        cells = [f"`{ind.code}`", f"{ind.label_nl} / {ind.label_en}", ind.aggregation, f"`{ind.population}`",
+                 f"`{ind.value}`" if ind.value else "", f"`{bounds}`" if bounds else "",
+                 "" if ind.higher_is_better is None else str(ind.higher_is_better).lower(), target,
+                 ind.cluster or "", ind.formula]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return lines + [""]
+
+
 def render() -> str:
     lines = [
         "# Data dictionary",
@@ -60,6 +80,7 @@ def render() -> str:
     ]
     lines += _schema_section(f"Export contract {CONTRACT_VERSION} (input files, typed as in staging)", FILES)
     lines += _schema_section("Reference inputs (`reference/` under the export root)", REFERENCE_FILES)
+    lines += _catalogue_section()
     lines += ["## Published warehouse (`$ROM_DATA_DIR/warehouse.duckdb`)", ""]
     for table in load_spec():
         lines += [f"### `{table.name}`", "", table.description, ""]

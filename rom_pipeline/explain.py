@@ -24,22 +24,8 @@ from pathlib import Path
 
 import duckdb
 
-FORMULAS = {
-    "n_closed": "number of closed episodes of the unit whose end_date falls in the period",
-    "pct_complete": "episodes with complete SCL90 scores (pre and post) / n_closed * 100",
-    "mean_improvement": (
-        "mean of pct_improvement over the closed episodes with complete SCL90 scores; per episode, with N = "
-        "norm_score: post <= N -> 100 (post_at_or_below_norm); else pre <= N -> -improvement_cap "
-        "(pre_at_or_below_norm); else v = (pre - post) / (pre - N) * 100, below -improvement_cap -> "
-        "-improvement_cap (capped_deterioration), otherwise v (formula)"),
-    "pct_recovered": "complete episodes with reliable_change = recovered / complete episodes with a category * 100",
-    "pct_improved": "complete episodes with reliable_change = improved / complete episodes with a category * 100",
-    "pct_unchanged": "complete episodes with reliable_change = unchanged / complete episodes with a category * 100",
-    "pct_deteriorated": "complete episodes with reliable_change = deteriorated / complete episodes with a category * 100",
-    "pct_dropout": "closed episodes with end_reason = dropout / n_closed * 100",
-    "mean_satisfaction": "mean CQI post-score over closed episodes with one (same window rule as SCL90)",
-    "pct_working_end": "episodes working at the end (WORK > 0) / episodes with a WORK pre- and post-score * 100",
-}
+from rom_pipeline.indicators import CatalogueError, Indicator, parse_catalogue
+
 AGGREGATIONS = {
     "episodes": "every episode weighs the same",
     "mean_of_locations": "mean of the locations' values (every location weighs the same; seed 000)",
@@ -131,18 +117,29 @@ def _cell_episodes(con, run_seq: int, unit_period_key: str) -> tuple[list[dict],
     return rows, (rows[0]["run_id"] if rows else None)
 
 
-def _why_not(episode: dict, indicator: str) -> str:
-    if indicator in ("mean_improvement", "pct_recovered", "pct_improved", "pct_unchanged", "pct_deteriorated"):
-        if not episode["has_complete_scores"]:
-            missing = [name for name, key in (("pre-score", "pre_measurement_id"), ("post-score", "post_measurement_id"))
-                       if episode[key] is None]
-            return "incomplete: no " + " and no ".join(missing) if missing else "incomplete"
-        return "no reliable-change category"
-    if indicator == "mean_satisfaction":
-        return "no CQI post-score"
-    if indicator == "pct_working_end":
-        return "no WORK pre- and post-score"
-    return "not in this indicator's denominator"
+def run_catalogue(run: dict) -> dict[str, Indicator]:
+    """The indicator catalogue as that run used it (its recorded parameters); runs recorded
+    before the catalogue existed fall back to today's default entries."""
+    tree = json.loads(run["parameters_json"] or "{}").get("parameters", {})
+    try:
+        entries = parse_catalogue(tree)
+    except CatalogueError:
+        from rom_pipeline.config import load_parameters
+
+        entries = load_parameters().catalogue
+    return {ind.code: ind for ind in entries}
+
+
+def _why_not(episode: dict, indicator: Indicator | None) -> str:
+    if indicator is None:
+        return "not in this indicator's denominator"
+    needs_complete = "complete" in indicator.population or "has_complete_scores" in indicator.population
+    if needs_complete and not episode["has_complete_scores"]:
+        missing = [name for name, key in (("pre-score", "pre_measurement_id"), ("post-score", "post_measurement_id"))
+                   if episode[key] is None]
+        return "incomplete: no " + " and no ".join(missing) if missing else "incomplete"
+    reason = f"outside its population ({indicator.population_text})"
+    return reason + (f" or no value for {indicator.value}" if indicator.value else "")
 
 
 def _period_of(day: str, period_type: str) -> str | None:
@@ -210,7 +207,7 @@ def _quarantine_for_unit(con, run_seq: int, deliveries: list[str], level: str, u
     return matched, unattributable
 
 
-def _parameters(run: dict, indicator: str) -> dict:
+def _parameters(run: dict, indicator: Indicator | None) -> dict:
     doc = json.loads(run["parameters_json"])
     tree = doc.get("parameters", {})
     out = {}
@@ -219,10 +216,14 @@ def _parameters(run: dict, indicator: str) -> dict:
             entry = tree.get(section, {}).get(name)
             if entry is not None:
                 out[name] = entry.get("value") if isinstance(entry, dict) else entry
-    target = tree.get("indicators", {}).get("targets", {}).get(indicator)
-    if target:
-        out["target"] = f"{target['comparator']} {target['value']}"
-    if indicator in ("pct_recovered", "pct_improved", "pct_unchanged", "pct_deteriorated"):
+    if indicator is None:
+        return out
+    out["catalogue_entry"] = {"population": indicator.population, "value": indicator.value,
+                              "aggregation": indicator.aggregation, "bounds": list(indicator.bounds_sql),
+                              "higher_is_better": indicator.higher_is_better, "cluster": indicator.cluster}
+    if indicator.target is not None:
+        out["target"] = f"{indicator.comparator} {indicator.target:g}"
+    if "reliable_change" in f"{indicator.population} {indicator.value}":
         primary = tree.get("outcomes", {}).get("primary_instrument", "SCL90")
         rc = tree.get("reliable_change", {})
         constants = rc.get("instruments", {}).get(primary, {})
@@ -241,6 +242,11 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
         concern, unit = None, unit or "all"
     the_run = resolve_run(con, run)
     seq = the_run["run_seq"]
+    catalogue = run_catalogue(the_run)
+    entry = catalogue.get(indicator) if table == "marts.indicators" else None
+    if table == "marts.indicators" and entry is None:
+        raise ExplainError(f"{indicator!r} is not an indicator of run {the_run['run_id']}; its indicators are: "
+                           f"{', '.join(catalogue)}")
     version = _figure_version(con, seq, table, concern, level, unit, period_type, period, indicator, aggregation)
     if version is None or version["change"] == "removed":
         raise ExplainError(f"{table} has no figure {indicator} ({aggregation}) for concern {concern}, {level} "
@@ -256,9 +262,10 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
         "value": version["value"], "n": version["n"], "suppressed": version["suppressed"],
         "published_row": json.loads(version["figure_json"]) if version["figure_json"] else None,
         "value_recorded_by_run": {**recorded_by, "change": version["change"]},
-        "formula": FORMULAS.get(indicator, "see docs/benchmark-rules.md"),
+        "formula": entry.formula if entry else "see docs/benchmark-rules.md",
+        "labels": {"nl": entry.label_nl, "en": entry.label_en} if entry else None,
         "aggregation_rule": AGGREGATIONS.get(aggregation or "", aggregation),
-        "parameters": _parameters(the_run, indicator),
+        "parameters": _parameters(the_run, entry),
         "parameters_sha256": the_run["parameters_sha256"],
     }
     if table != "marts.indicators" or level not in ("therapist", "location", "concern"):
@@ -280,7 +287,7 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
     for e in episodes:
         e["counts"] = indicator in (e["counts_in"] or [])
         e["contribution"] = (e["contributions"] or {}).get(indicator) if e["counts"] else None
-        e["left_out_because"] = None if e["counts"] else _why_not(e, indicator)
+        e["left_out_because"] = None if e["counts"] else _why_not(e, entry)
     xs = [e["contribution"] for e in contributing]
     out["episodes_recorded_by_run"] = cell_run
     out["episodes"] = [{k: e[k] for k in (
@@ -305,7 +312,8 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
         out["reproduced"] = {"n": len(xs), "value": sum(means) / len(means) if means else None,
                              "n_locations": len(means)}
     else:
-        value = (float(len(xs)) if indicator == "n_closed" else (sum(xs) / len(xs) if xs else None))
+        is_count = entry is not None and entry.aggregation == "count"
+        value = float(len(xs)) if is_count else (sum(xs) / len(xs) if xs else None)
         out["reproduced"] = {"n": len(xs), "value": value}
     published_value = version["value"]
     rv = out["reproduced"]["value"]

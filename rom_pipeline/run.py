@@ -30,6 +30,18 @@ def preflight() -> str | None:
             return str(exc)
     if encryption_key() and not can_write_encrypted():
         return ENCRYPTION_HELP
+    return _parameters_problem()
+
+
+def _parameters_problem() -> str | None:
+    """A ROM_PARAMETERS file that cannot be used (a bad indicator catalogue entry names itself)."""
+    from rom_pipeline.config import load_parameters
+    from rom_pipeline.indicators import CatalogueError, check_against_outcomes
+
+    try:
+        check_against_outcomes(load_parameters())
+    except (CatalogueError, FileNotFoundError, ValueError) as exc:
+        return f"the rule parameters cannot be used: {exc}"
     return None
 
 

@@ -13,27 +13,18 @@ from pathlib import Path
 import duckdb
 
 from rom_pipeline.config import apply_parameters, load_parameters
+from rom_pipeline.defs.staging.validate import build_empty_staging
 from rom_pipeline.lib.sqlfiles import SqlModel
 
-STAGING_TABLES = {
-    "locations": """concern_id VARCHAR, delivery_id VARCHAR, source_row_number BIGINT,
-        location_id VARCHAR, location_name VARCHAR, region VARCHAR""",
-    "therapists": """concern_id VARCHAR, delivery_id VARCHAR, source_row_number BIGINT,
-        therapist_id VARCHAR, location_id VARCHAR, profession VARCHAR, is_trainee BOOLEAN""",
-    "episodes": """concern_id VARCHAR, delivery_id VARCHAR, source_row_number BIGINT,
-        episode_id VARCHAR, client_pseudonym VARCHAR, location_id VARCHAR, therapist_id VARCHAR,
-        care_type VARCHAR, diagnosis_group VARCHAR, referrer VARCHAR, start_date DATE, end_date DATE,
-        end_reason VARCHAR, sessions_attended INTEGER, age_at_start INTEGER, sex VARCHAR""",
-    "measurement_scores": """concern_id VARCHAR, delivery_id VARCHAR, source_row_number BIGINT,
-        measurement_id VARCHAR, episode_id VARCHAR, instrument VARCHAR, administered_on DATE,
-        session_number INTEGER, occasion VARCHAR, total_score DOUBLE, score_source VARCHAR,
-        items_answered INTEGER""",
-}
+# The staging tables the outcome models read, filled by hand; they are created empty by the
+# staging layer's own code (build_empty_staging), so their columns are the real ones.
+STAGING_TABLES = ("locations", "therapists", "episodes", "measurement_scores")
 
 # In build order.
 OUTCOME_MODELS = [
     SqlModel("outcomes", "instrument_outcomes"),
     SqlModel("marts", "episode_outcomes"),
+    SqlModel("outcomes", "indicator_contributions"),
     SqlModel("marts", "indicator_aggregates"),
     SqlModel("marts", "indicators"),
     SqlModel("marts", "indicator_breakdowns"),
@@ -48,9 +39,7 @@ def connect(path: Path | str = ":memory:") -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the default parameters applied and empty staging tables."""
     con = duckdb.connect(str(path))
     apply_parameters(con, load_parameters())
-    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
-    for table, columns in STAGING_TABLES.items():
-        con.execute(f"CREATE OR REPLACE TABLE staging.{table} ({columns})")
+    build_empty_staging(con)
     return con
 
 
@@ -74,12 +63,14 @@ class Staging:
         return self._row
 
     def location(self, concern: str, location_id: str, name: str | None = None) -> None:
-        self.con.execute("INSERT INTO staging.locations VALUES (?, ?, ?, ?, ?, ?)",
+        self.con.execute("INSERT INTO staging.locations (concern_id, delivery_id, source_row_number, location_id, "
+                         "location_name, region) VALUES (?, ?, ?, ?, ?, ?)",
                          [concern, f"{concern}-D1", self._next_row(), location_id,
                           name or f"Location {location_id}", None])
 
     def therapist(self, concern: str, therapist_id: str, location_id: str, *, is_trainee: bool = False) -> None:
-        self.con.execute("INSERT INTO staging.therapists VALUES (?, ?, ?, ?, ?, ?, ?)",
+        self.con.execute("INSERT INTO staging.therapists (concern_id, delivery_id, source_row_number, therapist_id, "
+                         "location_id, profession, is_trainee) VALUES (?, ?, ?, ?, ?, ?, ?)",
                          [concern, f"{concern}-D1", self._next_row(), therapist_id, location_id,
                           "psychologist", is_trainee])
 
@@ -90,7 +81,9 @@ class Staging:
         if end is not None and end_reason is None:
             end_reason = "completed"
         self.con.execute(
-            "INSERT INTO staging.episodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO staging.episodes (concern_id, delivery_id, source_row_number, episode_id, client_pseudonym, "
+            "location_id, therapist_id, care_type, diagnosis_group, referrer, start_date, end_date, end_reason, "
+            "sessions_attended, age_at_start, sex) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [concern, f"{concern}-D1", self._next_row(), episode_id, f"pseudo-{concern}-{episode_id}",
              location_id, therapist_id, care_type, diagnosis_group, referrer, day(start),
              day(end) if end else None, end_reason, sessions, 40, "female"])
@@ -98,7 +91,9 @@ class Staging:
     def measurement(self, concern: str, measurement_id: str, episode_id: str, on: str | dt.date,
                     score: float | None, *, instrument: str = "SCL90", session: int | None = None) -> None:
         self.con.execute(
-            "INSERT INTO staging.measurement_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO staging.measurement_scores (concern_id, delivery_id, source_row_number, measurement_id, "
+            "episode_id, instrument, administered_on, session_number, occasion, total_score, score_source, "
+            "items_answered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [concern, f"{concern}-D1", self._next_row(), measurement_id, episode_id, instrument, day(on),
              session, None, score, "delivered", None])
 

@@ -8,10 +8,11 @@
 -- contributions maps indicator -> the episode's value in that indicator's mean; an
 -- indicator missing from the map does not count the episode (not in its n). So for
 -- every figure: n = the episodes whose contributions name the indicator, and
--- value = the mean of their contributions (n_closed: their count).
+-- value = the mean of their contributions (a count: their number).
 --
--- The contribution rules restate outcomes-and-benchmarks.md s2 as the indicator SQL
--- computes them; the blocking check audit/figure_episodes:reproduces_published_figures
+-- The contributions are read from outcomes.indicator_contributions, the model that
+-- marts.indicator_aggregates computes the statistics from (one rule, rendered from the
+-- indicator catalogue); the blocking check audit/figure_episodes:reproduces_published_figures
 -- proves, every run, that these rows give every published n and value back.
 -- A concern's 'mean_of_locations' figure rests on the same episodes through its
 -- locations' figures; level 'all' on the concerns' figures.
@@ -45,27 +46,24 @@ closed_episodes AS (
     WHERE is_closed
 ),
 
-contributions AS (
+contribution_maps AS (
+    -- The episode's contributions (outcomes.indicator_contributions, rendered from the
+    -- indicator catalogue) as one map, in catalogue order; an indicator the episode does
+    -- not count in is left out of the map.
     SELECT
-        *,
-        map_from_entries(list_filter([
-            {'k': 'n_closed', 'v': 1.0},
-            {'k': 'pct_complete', 'v': CASE WHEN has_complete_scores THEN 100.0 ELSE 0.0 END},
-            {'k': 'mean_improvement', 'v': CASE WHEN has_complete_scores THEN pct_improvement END},
-            {'k': 'pct_recovered', 'v': CASE WHEN has_complete_scores AND reliable_change IS NOT NULL
-                                             THEN 100.0 * (reliable_change = 'recovered')::INTEGER END},
-            {'k': 'pct_improved', 'v': CASE WHEN has_complete_scores AND reliable_change IS NOT NULL
-                                            THEN 100.0 * (reliable_change = 'improved')::INTEGER END},
-            {'k': 'pct_unchanged', 'v': CASE WHEN has_complete_scores AND reliable_change IS NOT NULL
-                                             THEN 100.0 * (reliable_change = 'unchanged')::INTEGER END},
-            {'k': 'pct_deteriorated', 'v': CASE WHEN has_complete_scores AND reliable_change IS NOT NULL
-                                                THEN 100.0 * (reliable_change = 'deteriorated')::INTEGER END},
-            {'k': 'pct_dropout', 'v': 100.0 * (end_reason = 'dropout')::INTEGER},
-            {'k': 'mean_satisfaction', 'v': satisfaction_post::DOUBLE},
-            {'k': 'pct_working_end', 'v': CASE WHEN working_at_start IS NOT NULL AND working_at_end IS NOT NULL
-                                               THEN 100.0 * working_at_end::INTEGER END}
-        ], lambda entry: entry.v IS NOT NULL)) AS contribution_map
-    FROM closed_episodes
+        m.concern_id,
+        m.episode_id,
+        map_from_entries(list({'k': m.indicator, 'v': m.x} ORDER BY d.position)
+                         FILTER (WHERE m.x IS NOT NULL)) AS contribution_map
+    FROM outcomes.indicator_contributions AS m
+    JOIN config.indicator_catalogue AS d ON d.indicator = m.indicator
+    GROUP BY m.concern_id, m.episode_id
+),
+
+contributions AS (
+    SELECT e.*, m.contribution_map
+    FROM closed_episodes AS e
+    JOIN contribution_maps AS m ON m.concern_id = e.concern_id AND m.episode_id = e.episode_id
 ),
 
 units_and_periods AS (

@@ -12,3 +12,9 @@ CREATE OR REPLACE TEMP MACRO meets_target(value, comparator, target) AS
         WHEN comparator = '<' THEN value < target
         ELSE error('indicator target has an unknown comparator: ' || comparator)
     END;
+
+-- Why a figure resting on n episodes is not shown, or NULL when it may be (design s2,
+-- small numbers: fewer than min_n episodes). Every published figure's suppressed flag
+-- and suppression_reason derive from it; reports and exports read the flag.
+CREATE OR REPLACE TEMP MACRO small_number_reason(n) AS
+    CASE WHEN n < getvariable('min_n') THEN 'n_below_min_n' END;

@@ -5,24 +5,23 @@
 --                           marts.concern_size_groups) that year. A concern without an
 --                           annual report has no size group and so no such row.
 -- Indicators: the supplied ones (staging.quality_indicators, clusters CQ / kernset / FP)
--- plus the ROM indicators this pipeline computes per concern and year (cluster kernset).
+-- plus the ROM indicators this pipeline computes per concern and year (the indicator
+-- catalogue's entries with a cluster, with the catalogue's direction).
 -- z = (value - peer_mean) / peer_sd with the sample sd; z_oriented flips the sign of
 -- indicators where lower is better, so that in the summary positive = above average.
 -- A row with a NULL value keeps the peer mean (the report shows "gemiddelde" beside
 -- an empty "waarde", as the seed does) and has no z.
-WITH rom_indicator_catalogue (indicator, indicator_id, indicator_name, higher_is_better) AS (
-    -- n_closed is a volume, not a quality: it is not benchmarked.
-    -- pct_unchanged counts as lower-is-better: an unchanged client had no reliable benefit.
-    VALUES
-        ('pct_complete', 'rom_pct_complete', 'ROM: percentage complete SCL-90 voor- en nameting', true),
-        ('mean_improvement', 'rom_mean_improvement', 'ROM: gemiddelde procentuele verbetering SCL-90', true),
-        ('pct_recovered', 'rom_pct_recovered', 'ROM: percentage hersteld (betrouwbare verandering)', true),
-        ('pct_improved', 'rom_pct_improved', 'ROM: percentage verbeterd (betrouwbare verandering)', true),
-        ('pct_unchanged', 'rom_pct_unchanged', 'ROM: percentage onveranderd', false),
-        ('pct_deteriorated', 'rom_pct_deteriorated', 'ROM: percentage verslechterd', false),
-        ('pct_dropout', 'rom_pct_dropout', 'ROM: percentage drop-out', false),
-        ('mean_satisfaction', 'rom_mean_satisfaction', 'ROM: gemiddelde cliënttevredenheid (CQI)', true),
-        ('pct_working_end', 'rom_pct_working_end', 'ROM: percentage met betaald werk bij afsluiting', true)
+WITH rom_indicator_catalogue AS (
+    -- The indicator catalogue's entries with a cluster (rom_pipeline/parameters.yaml);
+    -- an entry without one (n_closed, a volume) is not benchmarked.
+    SELECT
+        indicator,
+        benchmark_id AS indicator_id,
+        'ROM: ' || label_nl AS indicator_name,
+        cluster,
+        higher_is_better
+    FROM config.indicator_catalogue
+    WHERE cluster IS NOT NULL
 ),
 
 supplied_indicators AS (
@@ -43,7 +42,7 @@ rom_indicators AS (
         CAST(i.period AS INTEGER) AS year,
         c.indicator_id,
         c.indicator_name,
-        'kernset' AS cluster,
+        c.cluster,
         c.higher_is_better,
         CAST(i.value AS DOUBLE) AS value,
         CAST(i.n AS INTEGER) AS n,

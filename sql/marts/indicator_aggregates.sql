@@ -1,4 +1,4 @@
--- marts.indicator_aggregates: every indicator of design s2, for every unit
+-- marts.indicator_aggregates: every indicator of the catalogue, for every unit
 -- and period, with its n and 95% confidence interval. Both published marts are
 -- read from this one table, so the statistics are written once:
 --   dimension = 'total'        -> marts.indicators (levels therapist, location,
@@ -11,25 +11,13 @@
 -- table of the two marts, not itself published (it is not in warehouse.yaml).
 WITH
 indicator_definitions AS (
-    -- kind decides the statistic and its interval (count: none; percentage:
-    -- Wilson; mean: t). lower/upper bound: the range the indicator can take;
-    -- an interval is clipped to it (a t interval on few episodes can reach past
-    -- +100% improvement, which no episode can).
+    -- From the indicator catalogue (rom_pipeline/parameters.yaml). kind decides the
+    -- statistic and its interval (count: none; percentage: Wilson; mean: t).
+    -- lower/upper bound: the range the indicator can take; an interval is clipped to
+    -- it (a t interval on few episodes can reach past +100% improvement, which no
+    -- episode can).
     SELECT indicator, kind, lower_bound, upper_bound
-    FROM (VALUES
-        ('n_closed',          'count',      NULL::DOUBLE, NULL::DOUBLE),
-        ('pct_complete',      'percentage', 0, 100),
-        ('mean_improvement',  'mean',       -getvariable('improvement_cap'), 100),
-        ('pct_recovered',     'percentage', 0, 100),
-        ('pct_improved',      'percentage', 0, 100),
-        ('pct_unchanged',     'percentage', 0, 100),
-        ('pct_deteriorated',  'percentage', 0, 100),
-        ('pct_dropout',       'percentage', 0, 100),
-        ('mean_satisfaction', 'mean',
-            (SELECT total_min FROM config.instruments WHERE code = 'CQI'),
-            (SELECT total_max FROM config.instruments WHERE code = 'CQI')),
-        ('pct_working_end',   'percentage', 0, 100)
-    ) AS d(indicator, kind, lower_bound, upper_bound)
+    FROM config.indicator_catalogue
 ),
 
 closed_episodes AS (
@@ -37,6 +25,7 @@ closed_episodes AS (
     -- own category ('unknown') so that the categories of a dimension add up.
     SELECT
         concern_id,
+        episode_id,
         location_id,
         therapist_id,
         strftime(end_date, '%Y-%m') AS end_month,
@@ -46,22 +35,15 @@ closed_episodes AS (
         coalesce(referrer, 'unknown') AS referrer,
         coalesce(care_type, 'unknown') AS care_type,
         coalesce(therapist_experience, 'unknown') AS therapist_experience,
-        coalesce(baseline_severity_band, 'unknown') AS baseline_severity,
-        has_complete_scores,
-        pct_improvement,
-        reliable_change,
-        end_reason,
-        satisfaction_post,
-        working_at_start,
-        working_at_end
+        coalesce(baseline_severity_band, 'unknown') AS baseline_severity
     FROM marts.episode_outcomes
     WHERE is_closed
 ),
 
 episode_measures AS (
-    -- One row per closed episode and indicator. x is the episode's contribution;
-    -- NULL means "not in this indicator's denominator". Percentages are means
-    -- of 0/100 contributions, so one mean serves every indicator.
+    -- One row per closed episode and indicator, with its contribution x from
+    -- outcomes.indicator_contributions (NULL = not in this indicator's n).
+    -- Percentages are means of 0/100 contributions, so one mean serves every indicator.
     SELECT
         c.concern_id,
         c.location_id,
@@ -77,27 +59,8 @@ episode_measures AS (
         m.indicator,
         m.x
     FROM closed_episodes AS c
-    CROSS JOIN LATERAL (VALUES
-        ('n_closed', 1.0),
-        ('pct_complete', CASE WHEN c.has_complete_scores THEN 100.0 ELSE 0.0 END),
-        -- Outcome indicators: over complete episodes only.
-        ('mean_improvement', CASE WHEN c.has_complete_scores THEN c.pct_improvement END),
-        ('pct_recovered', CASE WHEN c.has_complete_scores AND c.reliable_change IS NOT NULL
-                               THEN 100.0 * (c.reliable_change = 'recovered')::INTEGER END),
-        ('pct_improved', CASE WHEN c.has_complete_scores AND c.reliable_change IS NOT NULL
-                              THEN 100.0 * (c.reliable_change = 'improved')::INTEGER END),
-        ('pct_unchanged', CASE WHEN c.has_complete_scores AND c.reliable_change IS NOT NULL
-                               THEN 100.0 * (c.reliable_change = 'unchanged')::INTEGER END),
-        ('pct_deteriorated', CASE WHEN c.has_complete_scores AND c.reliable_change IS NOT NULL
-                                  THEN 100.0 * (c.reliable_change = 'deteriorated')::INTEGER END),
-        -- Over all closed episodes.
-        ('pct_dropout', 100.0 * (c.end_reason = 'dropout')::INTEGER),
-        -- Over closed episodes with a CQI post-score.
-        ('mean_satisfaction', c.satisfaction_post),
-        -- Over closed episodes with a WORK pre- and post-score.
-        ('pct_working_end', CASE WHEN c.working_at_start IS NOT NULL AND c.working_at_end IS NOT NULL
-                                 THEN 100.0 * c.working_at_end::INTEGER END)
-    ) AS m(indicator, x)
+    JOIN outcomes.indicator_contributions AS m
+      ON m.concern_id = c.concern_id AND m.episode_id = c.episode_id
 ),
 
 unit_cells AS (
@@ -260,7 +223,7 @@ location_means AS (
     -- its size. At level 'all' it is the mean over all locations of all
     -- concerns. A location without a value for the indicator (n = 0) does not
     -- take part. n = the episodes behind the mean (sum over its locations),
-    -- n_units = the locations behind it. n_closed is a count, not a score:
+    -- n_units = the locations behind it. A count (n_closed) is not a score:
     -- it has no mean over locations.
     SELECT
         CASE WHEN grouping(concern_id) = 0 THEN 'concern' ELSE 'all' END AS level,
@@ -278,7 +241,8 @@ location_means AS (
         NULL::BIGINT AS numerator,
         stddev_samp(value) AS sd
     FROM episode_statistics
-    WHERE level = 'location' AND dimension = 'total' AND indicator <> 'n_closed'
+    WHERE level = 'location' AND dimension = 'total'
+      AND indicator IN (SELECT indicator FROM indicator_definitions WHERE kind <> 'count')
     GROUP BY GROUPING SETS (
         (period_type, period, indicator, concern_id),
         (period_type, period, indicator)

@@ -7,9 +7,10 @@
 -- period, dimension and indicator, the categories' n add up to the unit's n in
 -- marts.indicators (a missing attribute is the category 'unknown').
 -- aggregation is 'episodes' throughout. Values are unrounded.
--- A trainee / experienced category that rests on fewer than 2 therapists is one
--- therapist's result (seed 000: seen by their location manager only), so it is
--- suppressed like a small n (n_therapists, suppression_reason).
+-- A trainee / experienced category that rests on fewer than min_therapists_per_category
+-- therapists (parameter, default 2) is one therapist's result (seed 000: seen by their
+-- location manager only), so it is suppressed like a small n (n_therapists,
+-- suppression_reason therapists_below_min).
 WITH
 breakdown_statistics AS (
     SELECT
@@ -34,7 +35,7 @@ breakdown_statistics AS (
 
 targets AS (
     SELECT indicator, comparator, target
-    FROM config.indicator_targets
+    FROM config.indicator_catalogue
 ),
 
 closed_episode_periods AS (
@@ -80,7 +81,7 @@ SELECT
     s.n,
     s.ci_low,
     s.ci_high,
-    s.n < getvariable('min_n') OR coalesce(th.n_therapists < 2, false) AS suppressed,
+    r.suppression_reason IS NOT NULL AS suppressed,
     -- extras
     t.target,
     meets_target(s.value, t.comparator, t.target) AS target_met,
@@ -88,10 +89,7 @@ SELECT
     s.sd,
     s.ci_method,
     th.n_therapists,
-    CASE
-        WHEN s.n < getvariable('min_n') THEN 'n_below_min_n'
-        WHEN th.n_therapists < 2 THEN 'single_therapist'
-    END AS suppression_reason
+    r.suppression_reason
 FROM breakdown_statistics AS s
 LEFT JOIN targets AS t ON t.indicator = s.indicator
 LEFT JOIN therapists_per_experience AS th
@@ -102,6 +100,12 @@ LEFT JOIN therapists_per_experience AS th
     AND th.period_type = s.period_type
     AND th.period = s.period
     AND th.category = s.category
+CROSS JOIN LATERAL (
+    SELECT coalesce(
+        small_number_reason(s.n),
+        CASE WHEN th.n_therapists < getvariable('min_therapists_per_category') THEN 'therapists_below_min' END
+    ) AS suppression_reason
+) AS r
 ORDER BY
     CASE s.level WHEN 'location' THEN 1 ELSE 2 END,
     s.concern_id, s.unit_id, s.period_type, s.period, s.dimension, s.category, s.indicator

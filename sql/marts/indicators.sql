@@ -2,7 +2,8 @@
 -- concern and all concerns, per month, quarter and year of the episodes'
 -- end_date; the columns up to suppressed are the published interface
 -- (architecture.md). The statistics come from marts.indicator_aggregates;
--- this model adds the targets (seed 000) and the small-number flag.
+-- this model adds the targets (seed 000, from the indicator catalogue) and the
+-- small-number flag with its reason (macro small_number_reason).
 --
 -- aggregation: 'episodes' = every closed episode weighs the same;
 -- 'mean_of_locations' (levels concern and all) = every location weighs the same
@@ -34,7 +35,7 @@ indicator_statistics AS (
 
 targets AS (
     SELECT indicator, comparator, target
-    FROM config.indicator_targets
+    FROM config.indicator_catalogue
 )
 
 SELECT
@@ -51,8 +52,9 @@ SELECT
     s.ci_high,
     t.target,
     meets_target(s.value, t.comparator, t.target) AS target_met,
-    s.n < getvariable('min_n') AS suppressed,
+    small_number_reason(s.n) IS NOT NULL AS suppressed,
     -- extras
+    small_number_reason(s.n) AS suppression_reason,
     t.comparator AS target_comparator,
     s.n_units,
     s.numerator,

@@ -13,18 +13,17 @@
 -- Method and choices: docs/benchmark-rules.md.
 WITH unit_indicators AS (
     SELECT
-        concern_id, level, unit_id, period_type, period, indicator,
-        -- Section 2 names percentages pct_* and means mean_*; n_closed is a volume
-        -- (it is every percentage's n already) and is not benchmarked.
-        CASE WHEN indicator LIKE 'pct\_%' ESCAPE '\' THEN 'proportion'
-             WHEN indicator LIKE 'mean\_%' ESCAPE '\' THEN 'mean'
-        END AS value_type,
-        CAST(value AS DOUBLE) AS value,
-        n, ci_low, ci_high, target, target_met,
-        coalesce(suppressed, false) AS suppressed
-    FROM marts.indicators
-    WHERE level IN ('location', 'therapist')
-      AND concern_id IS NOT NULL
+        i.concern_id, i.level, i.unit_id, i.period_type, i.period, i.indicator,
+        -- The catalogue's kind (config.indicator_catalogue); a count (n_closed) is a
+        -- volume (it is every percentage's n already) and is not benchmarked.
+        CASE d.kind WHEN 'percentage' THEN 'proportion' WHEN 'mean' THEN 'mean' END AS value_type,
+        CAST(i.value AS DOUBLE) AS value,
+        i.n, i.ci_low, i.ci_high, i.target, i.target_met,
+        coalesce(i.suppressed, false) AS suppressed
+    FROM marts.indicators AS i
+    JOIN config.indicator_catalogue AS d ON d.indicator = i.indicator
+    WHERE i.level IN ('location', 'therapist')
+      AND i.concern_id IS NOT NULL
 ),
 
 benchmarked_units AS (

@@ -17,6 +17,7 @@ import dagster as dg
 from rom_pipeline.defs.audit.trail import (FIGURE_SOURCES, RunInfo, record_trail, settle_interrupted_publish,
                                            start_run)
 from rom_pipeline.defs.sql_asset import DUCKDB_POOL, OWNERS, model_context, model_metadata, table_metadata
+from rom_pipeline.indicators import check_against_outcomes
 from rom_pipeline.lib import concern_scope, fingerprint
 from rom_pipeline.lib.sqlfiles import SqlModel
 from rom_pipeline.resources import Workspace
@@ -98,6 +99,8 @@ def ensure_run_recorded(con, context: dg.AssetExecutionContext, workspace: Works
     pool=DUCKDB_POOL,
 )
 def runs(context: dg.AssetExecutionContext, workspace: Workspace) -> dg.MaterializeResult:
+    # A bad indicator catalogue entry (ROM_PARAMETERS) stops the run here, before its first write.
+    check_against_outcomes(workspace.parameters())
     info = run_info(context.run.run_id, context.run.tags, workspace)
     published = _published_run_id(workspace, context.log)
     with workspace.connect() as con:
@@ -132,7 +135,8 @@ _FIGURE_TABLE_KEYS = [dg.AssetKey(s.table.split(".")) for s in FIGURE_SOURCES]
         kinds={"duckdb", "sql" if t == "figure_episodes" else "python"},
         code_version=_code_version(FIGURE_EPISODES.path),
         deps=[RUNS, dg.AssetKey(["audit", "deliveries"]), dg.AssetKey(["audit", "delivery_files"]),
-              dg.AssetKey(["audit", "quarantine"]), dg.AssetKey(["marts", "episode_outcomes"]), *_FIGURE_TABLE_KEYS],
+              dg.AssetKey(["audit", "quarantine"]), dg.AssetKey(["marts", "episode_outcomes"]),
+              dg.AssetKey(["outcomes", "indicator_contributions"]), *_FIGURE_TABLE_KEYS],
         metadata={**(model_metadata(FIGURE_EPISODES) if t == "figure_episodes" else {}),
                   "rom/refresh": "append"},
     ) for t in TRAIL_TABLES],

@@ -108,3 +108,18 @@ def validate_file(con, schema: pa.DataFrameSchema, concerns: Sequence[str] | Non
     loaded = con.execute(f"SELECT count(*) FROM staging.{file}").fetchone()[0]
     rejected = con.execute(f"SELECT count(DISTINCT (delivery_id, source_row_number)) FROM staging.{file}_rejects").fetchone()[0]
     return {"rows_loaded": loaded, "rows_quarantined": rejected, **changes}
+
+
+def build_empty_staging(con) -> None:
+    """Every staging table with its real columns and types, empty: the staging layer's own code
+    run on no deliveries. For checks that must bind SQL before any data exists (the indicator
+    catalogue) and for tests that fill staging tables by hand."""
+    from rom_pipeline.defs.ingest.loader import ensure_tables
+    from rom_pipeline.lib.sqlfiles import SqlModel
+    from schemas.contract import FILES
+
+    ensure_tables(con)
+    for schema in FILES.values():
+        validate_file(con, schema)
+    for name in ("measurement_scoring", "measurement_scores"):
+        SqlModel("staging", name).build(con)

@@ -1,7 +1,7 @@
 -- Blocking check on audit.figure_episodes: the episodes recorded behind every figure of
 -- marts.indicators (levels therapist, location, concern; aggregation 'episodes') give
 -- its n and value back: n = the episodes whose contributions name the indicator,
--- value = the mean of those contributions (n_closed: their count).
+-- value = the mean of those contributions (a count: their number).
 -- Reads the latest recorded version of every unit and period, this run's included
 -- (getvariable('run_id')), so it checks the trail an auditor will read, not a recomputation.
 WITH
@@ -32,8 +32,9 @@ recomputed AS (
         period,
         indicator,
         count(*) AS n,
-        CASE WHEN indicator = 'n_closed' THEN count(*)::DOUBLE ELSE avg(x) END AS value
+        CASE WHEN any_value(d.kind) = 'count' THEN count(*)::DOUBLE ELSE avg(x) END AS value
     FROM contributions
+    JOIN config.indicator_catalogue AS d USING (indicator)
     GROUP BY concern_id, level, unit_id, period_type, period, indicator
 ),
 

@@ -1,7 +1,7 @@
 -- Offending rows of marts.indicator_breakdowns: per unit, period, dimension
 -- and indicator, the categories' n must add up to the unit's n in
 -- marts.indicators (aggregation 'episodes'), every dimension must be there, and
--- percentages and their CIs must lie in [0, 100].
+-- values and their CIs must lie in the indicator's range (config.indicator_catalogue).
 WITH
 category_sums AS (
     SELECT concern_id, level, unit_id, period_type, period, dimension, indicator, sum(n) AS n
@@ -38,10 +38,12 @@ sum_mismatches AS (
 ),
 
 out_of_range AS (
-    SELECT concern_id, level, unit_id, period_type, period, dimension, indicator, 'percentage_out_of_range'
-    FROM marts.indicator_breakdowns
-    WHERE starts_with(indicator, 'pct_')
-      AND (isnan(value) OR value < 0 OR value > 100 OR ci_low < 0 OR ci_high > 100)
+    SELECT b.concern_id, b.level, b.unit_id, b.period_type, b.period, b.dimension, b.indicator,
+           'value_out_of_range'
+    FROM marts.indicator_breakdowns AS b
+    JOIN config.indicator_catalogue AS d ON d.indicator = b.indicator
+    WHERE isnan(b.value) OR b.value < d.lower_bound OR b.value > d.upper_bound
+       OR b.ci_low < d.lower_bound OR b.ci_high > d.upper_bound
 )
 
 SELECT * FROM sum_mismatches

@@ -24,6 +24,17 @@ def _run(args: argparse.Namespace) -> int:
     return run_pipeline(quiet=args.quiet, reports=not args.no_reports)
 
 
+def _rekey(args: argparse.Namespace) -> int:
+    """A full run that reads every delivery made with another pseudonym key again under ROM_PSEUDONYM_KEY."""
+    if not os.environ.get("ROM_PSEUDONYM_KEY"):
+        print("rom-pipeline rekey: NOT started: set ROM_PSEUDONYM_KEY to the new key (the demo key is not "
+              "rotated to)", file=sys.stderr)
+        return 2
+    os.environ["ROM_REKEY"] = "1"  # this process's run only (rom_pipeline.defs.ingest.keys.REKEY_ENV)
+    args.demo = False
+    return _run(args)
+
+
 def _dictionary(args: argparse.Namespace) -> int:
     from rom_pipeline import dictionary
 
@@ -51,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="publish the warehouse and CSV exports, leave $ROM_DATA_DIR/reports as it was (faster)")
     run.set_defaults(func=_run)
 
+    rekey = commands.add_parser(
+        "rekey", help="rotate the pseudonym key: one full run that reads every delivery made with another key "
+                      "again from the export root under ROM_PSEUDONYM_KEY (recorded in audit.pseudonym_keys)")
+    rekey.add_argument("--export-dir", help="root of the deliveries (default: $ROM_EXPORT_DIR or the bundled sample)")
+    rekey.add_argument("--data-dir", help="work and publish folder (default: $ROM_DATA_DIR or ./data)")
+    rekey.add_argument("--quiet", action="store_true", help="only the summary")
+    rekey.add_argument("--no-reports", action="store_true", help="as for run")
+    rekey.set_defaults(func=_rekey)
+
     dictionary = commands.add_parser("dictionary", help="regenerate docs/data-dictionary.md from schemas/")
     dictionary.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
     dictionary.set_defaults(func=_dictionary)
@@ -72,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.monotonic()
     code = args.func(args)
-    if args.command == "run":
+    if args.command in ("run", "rekey"):
         print(f"rom-pipeline {args.command}: finished in {time.monotonic() - started:.1f} s (exit {code})")
     return code
 

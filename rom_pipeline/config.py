@@ -47,7 +47,7 @@ class Parameters:
     def scalars(self) -> dict[str, float | str]:
         """Flat name -> value of the single-valued parameters (the DuckDB variables)."""
         out: dict[str, float | str] = {}
-        for section in ("outcomes", "indicators"):
+        for section in ("outcomes", "indicators", "benchmarks"):
             for name, entry in self.tree[section].items():
                 if isinstance(entry, dict) and "value" in entry:
                     out[name] = entry["value"]

@@ -83,7 +83,10 @@ def render() -> str:
     lines += _catalogue_section()
     lines += ["## Published warehouse (`$ROM_DATA_DIR/warehouse.duckdb`)", ""]
     for table in load_spec():
-        lines += [f"### `{table.name}`", "", table.description, ""]
+        lines += [f"### `{table.name}`", "", table.description, "",
+                  f"Audience: {table.audience} (" + ("also exported as CSV for spreadsheets and publication"
+                                                     if table.audience == "public" else
+                                                     "the analysts' warehouse only") + ").", ""]
         if table.where:
             lines += [f"Rows published: `{table.where}`.", ""]
         lines += ["| column | description |", "|---|---|"]

@@ -24,7 +24,10 @@ from pathlib import Path
 
 import duckdb
 
+from rom_pipeline.explain_benchmarks import explain_benchmark, render_benchmark_text
 from rom_pipeline.indicators import CatalogueError, Indicator, parse_catalogue
+
+BENCHMARK_TABLES = ("marts.financial_ratios", "marts.concern_benchmark", "marts.concern_summary")
 
 AGGREGATIONS = {
     "episodes": "every episode weighs the same",
@@ -89,6 +92,42 @@ def resolve_run(con, run: str | None) -> dict:
         raise ExplainError(f"run {found[0]['run_id']} did not publish (status {found[0]['status']}): "
                            "it has no published figures")
     return found[0]
+
+
+PERIOD_FORMATS = {"month": "YYYY-MM, e.g. 2025-07", "quarter": "YYYY-Qn, e.g. 2025-Q3", "year": "YYYY, e.g. 2025"}
+
+
+def _no_figure_message(con, run: dict, table: str, concern: str | None, level: str | None, unit: str | None,
+                       period_type: str | None, period: str | None, indicator: str, aggregation: str | None) -> str:
+    """Why there is no such figure, with what would have been valid."""
+    what = (f"{table} has no figure {indicator} ({aggregation}) for concern {concern}, {level} {unit}, "
+            f"{period_type} {period} in run {run['run_id']} (run {run['run_seq']})")
+    if level == "therapist":
+        return (what + ": therapist-level results are not in the shared warehouse (seed 000: a therapist's "
+                "results are for their location manager only); they are in the manager packages "
+                "($ROM_DATA_DIR/reports/managers/) and in the work database: add --db work")
+    if period_type in PERIOD_FORMATS and period and not _period_matches(period_type, period):
+        return what + f": a {period_type} is written {PERIOD_FORMATS[period_type]}"
+    units = [r["unit_id"] for r in _rows(con, """
+        SELECT DISTINCT f.unit_id FROM audit.published_figures AS f
+        WHERE f.table_name = ? AND f.concern_id IS NOT DISTINCT FROM ? AND f.level IS NOT DISTINCT FROM ?
+        ORDER BY 1 LIMIT 30""", [table, concern, level])]
+    if units and unit not in units:
+        return what + f": {level} units of concern {concern} are: {', '.join(str(u) for u in units)}"
+    periods = [r["period"] for r in _rows(con, """
+        SELECT DISTINCT f.period FROM audit.published_figures AS f
+        WHERE f.table_name = ? AND f.concern_id IS NOT DISTINCT FROM ? AND f.unit_id IS NOT DISTINCT FROM ?
+          AND f.period_type IS NOT DISTINCT FROM ? ORDER BY 1""", [table, concern, unit, period_type])]
+    if periods:
+        return what + f": its {period_type}s with figures are {', '.join(str(p) for p in periods)}"
+    return what
+
+
+def _period_matches(period_type: str, period: str) -> bool:
+    import re
+
+    pattern = {"month": r"\d{4}-(0[1-9]|1[0-2])", "quarter": r"\d{4}-Q[1-4]", "year": r"\d{4}"}[period_type]
+    return re.fullmatch(pattern, period) is not None
 
 
 def _figure_version(con, run_seq: int, table: str, concern: str | None, level: str | None, unit: str | None,
@@ -238,6 +277,10 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
     """Everything an auditor needs about one published figure, as a dict (see the module doc)."""
     if table == "marts.indicators" and aggregation is None:
         aggregation = "episodes"
+    if table in ("marts.concern_benchmark", "marts.concern_summary") and aggregation is None:
+        aggregation = "all"  # the peer group
+    if table == "marts.concern_summary" and not indicator.startswith("summary_z:"):
+        indicator = f"summary_z:{indicator}"  # the cluster: all, CQ, kernset, FP
     if level == "all":
         concern, unit = None, unit or "all"
     the_run = resolve_run(con, run)
@@ -249,8 +292,8 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
                            f"{', '.join(catalogue)}")
     version = _figure_version(con, seq, table, concern, level, unit, period_type, period, indicator, aggregation)
     if version is None or version["change"] == "removed":
-        raise ExplainError(f"{table} has no figure {indicator} ({aggregation}) for concern {concern}, {level} "
-                           f"{unit}, {period_type} {period} in run {the_run['run_id']} (run {seq})")
+        raise ExplainError(_no_figure_message(con, the_run, table, concern, level, unit, period_type, period,
+                                              indicator, aggregation))
     recorded_by = _one(con, "SELECT run_id, run_seq, code_version, started_at FROM audit.runs WHERE run_id = ?",
                        [version["run_id"]])
     out: dict = {
@@ -268,6 +311,10 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
         "parameters": _parameters(the_run, entry),
         "parameters_sha256": the_run["parameters_sha256"],
     }
+    if table in BENCHMARK_TABLES:
+        out["parameters"] = {k: v for k, v in json.loads(the_run["parameters_json"]).get("parameters", {})
+                             .get("benchmarks", {}).items()}
+        return explain_benchmark(con, out, the_run, table, concern, period, indicator, aggregation)
     if table != "marts.indicators" or level not in ("therapist", "location", "concern"):
         out["note"] = ("episode provenance is recorded for marts.indicators at therapist, location and concern "
                        "level; explain those figures to follow this one to its episodes")
@@ -297,20 +344,25 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
         "counts", "contribution", "left_out_because")} for e in episodes]
     if aggregation == "mean_of_locations":
         locations = _rows(con, """
-            SELECT DISTINCT ON (f.unit_id) f.unit_id AS location_id, f.value, f.n, f.suppressed
+            SELECT DISTINCT ON (f.unit_id) f.unit_id AS location_id, f.value, f.n, f.suppressed,
+                   json_extract_string(f.figure_json, '$.suppression_reason') AS suppression_reason
             FROM audit.published_figures AS f JOIN audit.runs AS r USING (run_id)
             WHERE r.status = 'published' AND r.run_seq <= ? AND f.table_name = 'marts.indicators'
               AND f.concern_id = ? AND f.level = 'location' AND f.period_type = ? AND f.period = ?
-              AND f.figure = ? AND f.aggregation = 'episodes'
+              AND f.figure = ? AND f.aggregation = 'episodes' AND f.change <> 'removed'
             ORDER BY f.unit_id, r.run_seq DESC""", [seq, concern, period_type, period, indicator])
-        locations = [loc for loc in locations if loc["n"] or loc["value"] is not None]
+        # The mean is over the locations whose own figure is shown (docs/outcome-rules.md s7).
+        for loc in locations:
+            loc["averaged"] = not loc["suppressed"] and loc["value"] is not None
+        shown = {loc["location_id"] for loc in locations if loc["averaged"]}
         by_location: dict[str, list[float]] = {}
         for e in contributing:
-            by_location.setdefault(e["location_id"], []).append(e["contribution"])
+            if e["location_id"] in shown:
+                by_location.setdefault(e["location_id"], []).append(e["contribution"])
         means = [sum(v) / len(v) for v in by_location.values() if v]
         out["locations"] = locations
-        out["reproduced"] = {"n": len(xs), "value": sum(means) / len(means) if means else None,
-                             "n_locations": len(means)}
+        out["reproduced"] = {"n": sum(len(v) for v in by_location.values()),
+                             "value": sum(means) / len(means) if means else None, "n_locations": len(means)}
     else:
         is_count = entry is not None and entry.aggregation == "count"
         value = float(len(xs)) if is_count else (sum(xs) / len(xs) if xs else None)
@@ -366,6 +418,11 @@ def _grouped(rows: list[dict]) -> list[list[dict]]:
     return groups
 
 
+def _suppressed_text(doc: dict) -> str:
+    reason = (doc.get("published_row") or {}).get("suppression_reason")
+    return f"suppressed ({reason})" if reason else "suppressed"
+
+
 def render_text(doc: dict) -> str:
     f, run = doc["figure"], doc["run"]
     lines = [
@@ -375,7 +432,7 @@ def render_text(doc: dict) -> str:
         f"Run      {run['run_id']} (run {run['run_seq']}, {run['trigger']}, published {run['finished_at']})",
         f"Code     {run['code_version']} (source sha256 {str(run['source_sha256'])[:12]}...)",
         "",
-        f"Value    {'suppressed (fewer than min_n episodes)' if doc['suppressed'] else _fmt(doc['value'])}"
+        f"Value    {_suppressed_text(doc) if doc['suppressed'] else _fmt(doc['value'])}"
         f"    n = {_fmt(doc['n'])}",
     ]
     row = doc.get("published_row") or {}
@@ -385,6 +442,8 @@ def render_text(doc: dict) -> str:
     rec = doc["value_recorded_by_run"]
     if rec["run_id"] != run["run_id"]:
         lines.append(f"         unchanged since run {rec['run_seq']} ({rec['run_id']}, code {rec['code_version']})")
+    if f["table"] in BENCHMARK_TABLES:
+        return "\n".join(lines + render_benchmark_text(doc))
     lines += ["", f"Formula  {doc['formula']}", f"         aggregation: {doc['aggregation_rule']}",
               "Parameters (as this run used them; sha256 " + str(doc["parameters_sha256"])[:12] + "...):"]
     for name, value in doc["parameters"].items():
@@ -395,9 +454,12 @@ def render_text(doc: dict) -> str:
             lines.append(f"  concern {part['concern_id']}: value {_fmt(part['value'])}, n {_fmt(part['n'])}")
         return "\n".join(lines)
     if "locations" in doc:
-        lines += ["", "Locations (their values are averaged):"]
+        lines += ["", "Locations (the value is the mean of the shown ones; a suppressed location takes no part):",
+                  "  location     value        n       averaged"]
         for loc in doc["locations"]:
-            lines.append(f"  {loc['location_id']}: value {_fmt(loc['value'])}, n {_fmt(loc['n'])}")
+            why = "yes" if loc["averaged"] else f"no: suppressed ({loc['suppression_reason'] or 'no value'})"
+            lines.append(f"  {loc['location_id']:<12} {_fmt(None if not loc['averaged'] else loc['value']):<12} "
+                         f"{_fmt(loc['n']):<7} {why}")
     episodes = doc["episodes"]
     counted = [e for e in episodes if e["counts"]]
     lines += ["", f"Episodes closed in the period: {len(episodes)}; counted in {f['indicator']}: {len(counted)}"
@@ -467,10 +529,11 @@ def run(args: argparse.Namespace) -> int:
     except ExplainError as exc:
         print(f"rom-pipeline explain: {exc}", file=sys.stderr)
         return 2
-    if args.format == "json":
-        print(json.dumps(doc, indent=2, default=str))
-    else:
-        print(render_text(doc))
+    try:
+        print(json.dumps(doc, indent=2, default=str) if args.format == "json" else render_text(doc))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `explain ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -46,10 +46,22 @@ def _parameters_problem() -> str | None:
 
 
 def _export_root_problem(export_dir) -> str | None:
-    if not export_dir.is_dir():
-        what = "is a file, not a folder" if export_dir.exists() else "does not exist"
-        return f"the export root {export_dir} (ROM_EXPORT_DIR) {what}: no delivery can be read"
-    return None
+    """Missing, not a folder, or no manifest.json anywhere below it (the ingest asset refuses the same way)."""
+    from rom_pipeline.lib.manifest import export_root_problem
+
+    return export_root_problem(export_dir)
+
+
+def _key_problem(export_dir, data_dir) -> str | None:
+    """The pseudonym key differs from the one the data dir's rows were made with (issue 10, item 6).
+
+    Read-only; `rom-pipeline rekey` (ROM_REKEY) may rotate it instead. The ingest step refuses the same way.
+    """
+    from rom_pipeline.defs.ingest.keys import preflight_key_problem, rekey_requested
+    from rom_pipeline.lib.pseudonym import DEMO_KEY
+
+    key = os.environ.get("ROM_PSEUDONYM_KEY") or DEMO_KEY
+    return preflight_key_problem(data_dir / "work.duckdb", export_dir, key.encode("utf-8"), rekey_requested())
 
 
 def _problem_hint(message: str, data_dir) -> str | None:
@@ -57,6 +69,19 @@ def _problem_hint(message: str, data_dir) -> str | None:
     if "No space left on device" in message or "Errno 28" in message:
         return f"the disk holding {data_dir} is full (No space left on device): free space, then run again"
     return None
+
+
+def _missing_concerns_lines(con) -> list[str]:
+    """Concerns whose deliveries all disappeared from the export root (issue 10, item 7), loudly."""
+    import json
+
+    row = con.execute("SELECT missing_concerns FROM audit.runs ORDER BY run_seq DESC LIMIT 1").fetchone()
+    missing = json.loads(row[0]) if row and row[0] else []
+    if not missing:
+        return []
+    return [f"!! MISSING from the export root: {len(missing)} concern(s) {', '.join(missing)}: no manifest.json "
+            "of theirs any more (moved folder? unmounted share?); their last current delivery stays published "
+            "(audit.runs.missing_concerns)"]
 
 
 def summarise(warehouse_path) -> str:
@@ -70,6 +95,7 @@ def summarise(warehouse_path) -> str:
             lines.append(f"  {status:<11} {n}")
         loaded, read = con.execute(
             "SELECT sum(rows_loaded), sum(rows_read) FROM audit.reconciliation").fetchone()
+        lines += _missing_concerns_lines(con)
         lines.append(f"rows read {read or 0}, loaded {loaded or 0}")
         lines.append("rows quarantined by reason:")
         for reason, n in con.execute(
@@ -103,6 +129,12 @@ def run_pipeline(quiet: bool = False, reports: bool = True) -> int:
     if problem:
         print(f"rom-pipeline run: NOT started: {problem}", file=sys.stderr)
         return 2
+    problem = _key_problem(export_dir, data_dir)
+    if problem:
+        from rom_pipeline.defs.ingest.keys import KEY_EXIT_STATUS
+
+        print(f"rom-pipeline run: NOT started: {problem}", file=sys.stderr)
+        return KEY_EXIT_STATUS
     demo = demo_key_in_use()  # cli.py prints the demo banner before the run; run.py repeats it at the end
     print(f"rom-pipeline run: deliveries from {export_dir}\n"
           f"                  work and results in {data_dir}", flush=True)

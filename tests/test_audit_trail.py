@@ -6,6 +6,7 @@ import re
 
 import duckdb
 import pytest
+from cli_runs import baseline, cli_env, connect_warehouse, run_cli
 from nights import NIGHT1_L1_MEAN, NIGHT2_L1_MEAN, two_nights  # noqa: F401
 
 from rom_pipeline.defs.audit import trail
@@ -73,6 +74,10 @@ def test_figure_versions_new_changed_removed_and_noise(tmp_path):
         ('C1', 'location', 'L1', 'year', '2025', 'mean_improvement', 'episodes', 50.0, 12, false),
         ('C1', 'location', 'L2', 'year', '2025', 'mean_improvement', 'episodes', 60.0, 15, false))
         AS t(concern_id, level, unit_id, period_type, period, indicator, aggregation, value, n, suppressed)""")
+    con.execute("""CREATE TABLE marts.internal_benchmark AS SELECT * FROM (VALUES
+        ('C1', 'location', 'L3', 'year', '2025', 'pct_complete', 80.0, 20, 1.42e-15, false),
+        ('C1', 'location', 'L4', 'year', '2025', 'pct_complete', NULL, 4, NULL, true))
+        AS t(concern_id, level, unit_id, period_type, period, indicator, value, n, z, suppressed)""")
 
     def night(run_id: str) -> dict:
         start_run(con, RunInfo(run_id, "manual", "0", None, "s", "{}", "p", {}, "i", "m"))
@@ -80,18 +85,20 @@ def test_figure_versions_new_changed_removed_and_noise(tmp_path):
         con.execute("UPDATE audit.runs SET status = 'published' WHERE run_id = ?", [run_id])
         return {k: counts[k] for k in ("figures_new", "figures_changed", "figures_removed")}
 
-    assert night("r1") == {"figures_new": 2, "figures_changed": 0, "figures_removed": 0}
+    assert night("r1") == {"figures_new": 4, "figures_changed": 0, "figures_removed": 0}
     con.execute("UPDATE marts.indicators SET value = value * (1 + 1e-15)")  # last-bit noise of a parallel sum
+    con.execute("UPDATE marts.internal_benchmark SET z = -9.6e-16 WHERE unit_id = 'L3'")  # noise around zero
     assert night("r2") == {"figures_new": 0, "figures_changed": 0, "figures_removed": 0}
+    con.execute("DROP TABLE marts.internal_benchmark")  # its two figures are removed in r3
     con.execute("UPDATE marts.indicators SET value = 51.0 WHERE unit_id = 'L1'")
-    assert night("r3") == {"figures_new": 0, "figures_changed": 1, "figures_removed": 0}
+    assert night("r3") == {"figures_new": 0, "figures_changed": 1, "figures_removed": 2}
     con.execute("DELETE FROM marts.indicators WHERE unit_id = 'L2'")
     assert night("r4") == {"figures_new": 0, "figures_changed": 0, "figures_removed": 1}
     con.execute("INSERT INTO marts.indicators VALUES "
                 "('C1', 'location', 'L2', 'year', '2025', 'mean_improvement', 'episodes', 60.0, 15, false)")
     assert night("r5") == {"figures_new": 1, "figures_changed": 0, "figures_removed": 0}
     history = con.execute("SELECT run_id, unit_id, value, change FROM audit.published_figures "
-                          "ORDER BY unit_id, run_id").fetchall()
+                          "WHERE table_name = 'marts.indicators' ORDER BY unit_id, run_id").fetchall()
     assert history == [("r1", "L1", 50.0, "new"), ("r3", "L1", 51.0, "changed"),
                        ("r1", "L2", 60.0, "new"), ("r4", "L2", None, "removed"), ("r5", "L2", 60.0, "new")]
     # a run that did not publish leaves no trail: the next run collects its rows
@@ -165,3 +172,16 @@ def test_check_reproduces_every_figure_from_its_episodes(two_nights):
               if e.check_name == "reproduces_published_figures"]
     assert len(checks) == 1 and checks[0].passed
     assert checks[0].metadata["failing_rows"].value == 0
+
+
+def test_a_full_rebuild_on_identical_input_records_no_change(tmp_path_factory, tmp_path):
+    """Every figure recomputed from the same deliveries (parallel sums, z-scores near zero,
+    suppressed figures) is the same published figure: the trail records no new version."""
+    base = baseline(tmp_path_factory)
+    data = base.copy_data(tmp_path / "data")
+    result = run_cli(cli_env(base.first_root, data, ROM_FULL_REBUILD="1"), "run", "--no-reports")
+    assert result.returncode == 0, result.stderr
+    with connect_warehouse(data / "warehouse.duckdb") as con:
+        last = con.execute("SELECT refresh, figures_new, figures_changed, figures_removed FROM w.audit.runs "
+                           "ORDER BY run_seq DESC LIMIT 1").fetchone()
+    assert last == ("full", 0, 0, 0)

@@ -21,7 +21,8 @@ def _inputs(tmp_path) -> None:
         for c, v in [("A", 1.0), ("B", 2.0), ("C", 4.0)]])
     load_indicators(con, [
         dict(concern_id="A", level=level, unit_id=unit, period_type="year", period="2024",
-             indicator="pct_dropout", aggregation=aggregation, value=v, n=20, suppressed=False)
+             indicator="pct_dropout", aggregation=aggregation, value=v, n=20, suppressed=False,
+             is_complete_period=True)
         for level, unit, aggregation, v in [("concern", "A", "mean_of_locations", 10.0),
                                             ("location", "L1", "episodes", 5.0),
                                             ("location", "L2", "episodes", 15.0)]])

@@ -3,6 +3,9 @@
 Concerns in 2024: A (revenue EUR 0.5 M, size_1), B (0.6 M, size_1), C (50 M, size_3),
 D (no annual report: no size group), E (annual report, 2 M, but no indicators).
 Every expected z below is worked out by hand in the comments (sample sd, n - 1).
+The size groups here have one or two concerns, below the default minimum
+(benchmarks.min_size_group_peers = 5): the fixture lowers the minimum to 2 to show
+the arithmetic; test_size_group_below_the_minimum_has_no_z keeps the default.
 """
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ def _ind(concern, indicator, value, *, aggregation="mean_of_locations", period_t
          period="2024", suppressed=False):
     return dict(concern_id=concern, level="concern", unit_id=concern, period_type=period_type,
                 period=period, indicator=indicator, aggregation=aggregation, value=value, n=40,
-                suppressed=suppressed)
+                suppressed=suppressed, is_complete_period=True)
 
 
 ROM_INDICATORS = [
@@ -69,9 +72,17 @@ ROM_INDICATORS = [
 ]
 
 
+def _build(con) -> None:
+    load_staging(con, "annual_reports", ANNUAL_REPORTS)
+    load_staging(con, "quality_indicators", QUALITY_INDICATORS)
+    load_indicators(con, ROM_INDICATORS)
+    build(con, "concern_size_groups", "concern_benchmark", "concern_summary")
+
+
 @pytest.fixture
 def benchmark(tmp_path):
     con = connect(tmp_path)
+    con.execute("SET VARIABLE min_size_group_peers = 2")
     load_staging(con, "annual_reports", ANNUAL_REPORTS)
     load_staging(con, "quality_indicators", QUALITY_INDICATORS)
     load_indicators(con, ROM_INDICATORS)
@@ -200,3 +211,42 @@ def test_one_row_per_key(benchmark):
         SELECT count(*) FROM (SELECT concern_id, year, cluster, peer_group, count(*) AS k
                               FROM marts.concern_summary GROUP BY ALL HAVING k > 1)""").fetchone()[0]
     assert duplicates == 0
+
+
+def test_size_group_below_the_minimum_has_no_z(tmp_path):
+    """Default minimum 5: the groups of two (A, B) give no z and no size-group summary."""
+    con = connect(tmp_path)
+    try:
+        _build(con)
+        b, s = _benchmark(con), _summary(con)
+        row = b[("A", "cq_bejegening", "size_group")]
+        assert row["n_peers"] == 2 and row["z"] is None and row["z_oriented"] is None
+        assert row["peer_mean"] == pytest.approx(3.25)  # the group mean is still shown
+        assert b[("A", "cq_bejegening", "all")]["z"] == pytest.approx(-1.224745, abs=1e-6)
+        assert s[("A", "all", "size_group")]["summary_z"] is None
+        assert s[("A", "all", "size_group")]["n_indicators"] == 0
+        assert s[("A", "all", "all")]["n_indicators"] == 4
+        groups = dict(con.execute("SELECT concern_id, n_group_concerns FROM marts.concern_size_groups").fetchall())
+        assert groups == {"A": 2, "B": 2, "C": 1, "E": 1}
+    finally:
+        con.close()
+
+
+def test_a_running_year_stays_out_unless_configured(tmp_path):
+    """C's pct_dropout of a year still running (is_complete_period false) is not compared with
+    whole years; with benchmark_running_year it is (A 10, B 30, C 80: mean 40)."""
+    con = connect(tmp_path)
+    running = [*ROM_INDICATORS, {**_ind("C", "pct_dropout", 80.0), "is_complete_period": False}]
+    load_staging(con, "annual_reports", ANNUAL_REPORTS)
+    load_staging(con, "quality_indicators", QUALITY_INDICATORS)
+    load_indicators(con, running)
+    build(con, "concern_size_groups", "concern_benchmark")
+    peers = rows(con, "SELECT concern_id, peer_mean FROM marts.concern_benchmark WHERE year = 2024 "
+                      "AND indicator_id = 'rom_pct_dropout' AND peer_group = 'all' ORDER BY concern_id")
+    assert [(r["concern_id"], r["peer_mean"]) for r in peers] == [("A", 20.0), ("B", 20.0)]
+    con.execute("SET VARIABLE benchmark_running_year = true")
+    build(con, "concern_benchmark")
+    peers = rows(con, "SELECT concern_id, peer_mean FROM marts.concern_benchmark WHERE year = 2024 "
+                      "AND indicator_id = 'rom_pct_dropout' AND peer_group = 'all' ORDER BY concern_id")
+    assert [(r["concern_id"], r["peer_mean"]) for r in peers] == [("A", 40.0), ("B", 40.0), ("C", 40.0)]
+    con.close()

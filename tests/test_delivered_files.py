@@ -129,6 +129,24 @@ def test_bytes_that_are_not_utf8_reject_only_their_row(tmp_path):
         (2, "invalid_encoding", "L2;Z\ufffdrich;")]
 
 
+def test_a_malformed_row_with_bytes_that_are_not_utf8_is_rejected_as_storable_text(tmp_path):
+    """Issue 10, 8b: such a row made pyarrow's invalid-row callback raise UnicodeDecodeError, and its
+    text kept lone surrogates, which DuckDB cannot store: the whole night failed."""
+    path = write(tmp_path, HEADER.encode() + b"\nL1;Utrecht;midden\nL2;Z\xfcrich;x;\xe9\nL3;Delft;\n")
+    rows, stats, restarts = read(path)
+    assert (restarts, stats.path_taken, stats.rows_read) == (1, "python-csv", 3)
+    assert [r["location_id"] for r in rows] == ["L1", "L3"]
+    assert [(r.source_row_number, r.reason, r.detail, r.raw_text) for r in stats.rejected] == [
+        (2, "malformed_row", "expected 3 fields, found 4; also bytes that are not UTF-8 (shown as U+FFFD)",
+         "L2;Z\ufffdrich;x;\ufffd")]
+    stats.rejected[0].raw_text.encode("utf-8")  # storable
+
+
+def test_a_bare_carriage_return_in_the_header_row_is_read(tmp_path):
+    assert df.read_csv_header(write(tmp_path, b"location_id;location_\rname;region\nL1;a;b\n")) == [
+        "location_id", "location_"]
+
+
 def test_a_bom_is_not_part_of_the_first_column_name(tmp_path):
     path = write(tmp_path, b"\xef\xbb\xbf" + HEADER.encode() + b"\nL1;Utrecht;midden\n")
     assert df.read_csv_header(path) == LOC

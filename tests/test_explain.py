@@ -70,8 +70,9 @@ def test_night_1_figure_is_explained_as_published_then_after_night_2_changed_it(
 def test_other_aggregations_levels_and_the_work_database(two_nights):
     by_locations = _explain(two_nights, level="concern", unit="C001", aggregation="mean_of_locations")
     assert by_locations["reproduced"]["matches"] is True
-    assert by_locations["value"] == pytest.approx(
-        sum(loc["value"] for loc in by_locations["locations"]) / len(by_locations["locations"]))
+    averaged = [loc for loc in by_locations["locations"] if loc["averaged"]]
+    assert [loc["location_id"] for loc in averaged] == ["L1", "L2"]
+    assert by_locations["value"] == pytest.approx(sum(loc["value"] for loc in averaged) / len(averaged))
     everyone = _explain(two_nights, level="all", concern=None, unit="all", indicator="n_closed")
     assert everyone["value"] == 9 and {p["concern_id"] for p in everyone["parts"]} == {"C001", "C002"}
     # therapist level is only in the work database (the shared warehouse leaves it out)
@@ -93,4 +94,78 @@ def test_cli_prints_text_and_json(two_nights, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["n"] == 5 and doc["value"] == pytest.approx(NIGHT2_L1_MEAN)
     assert main([*args[:-4], "--indicator", "no_such_indicator"]) == 2
-    assert "has no figure" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "'no_such_indicator' is not an indicator" in err and "pct_complete" in err and "mean_improvement" in err
+
+
+def test_the_organisation_value_can_be_recomputed_from_the_text(two_nights, capsys):
+    """Every location averaged is listed with its value and n, so the mean can be redone by hand:
+    C001 2025 mean_improvement: L1 (60.98 + 85 + 99.24 + 47.62 + 96.77) / 5 = 77.92 (n 5),
+    L2 140 -> 160 = -90.91 (n 1); (77.9222 - 90.9091) / 2 = -6.4934."""
+    args = ["explain", "--data-dir", str(two_nights.pipeline.data_dir), "--concern", "C001", "--level", "concern",
+            "--period-type", "year", "--period", "2025", "--indicator", "mean_improvement",
+            "--aggregation", "mean_of_locations"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in text.splitlines() if line.startswith("  L")}
+    assert rows["L1"][1:4] == ["77.9223", "5", "yes"] and rows["L2"][1:4] == ["-90.9091", "1", "yes"]
+    assert "Value    -6.4934" in text and "matches the published figure" in text
+
+
+def test_errors_say_what_would_be_valid(two_nights, capsys):
+    base = ["explain", "--data-dir", str(two_nights.pipeline.data_dir), "--concern", "C001", "--level", "location",
+            "--indicator", "mean_improvement"]
+    assert main([*base, "--unit", "L1", "--period-type", "quarter", "--period", "2025-3"]) == 2
+    assert "a quarter is written YYYY-Qn, e.g. 2025-Q3" in capsys.readouterr().err
+    assert main([*base, "--unit", "L9", "--period-type", "year", "--period", "2025"]) == 2
+    assert "location units of concern C001 are: L1, L2" in capsys.readouterr().err
+    assert main([*base[:-4], "--level", "therapist", "--unit", "T1", "--period", "2025", "--indicator",
+                 "mean_improvement"]) == 2
+    assert "manager packages" in capsys.readouterr().err
+
+
+def test_json_into_a_closed_pipe_ends_quietly(two_nights):
+    import subprocess
+    import sys
+
+    command = (f"{sys.executable} -m rom_pipeline.cli explain --data-dir {two_nights.pipeline.data_dir} "
+               "--concern C001 --level location --unit L1 --period 2025 --indicator mean_improvement "
+               "--format json | head -n 1")
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=120)
+    assert result.stdout == "{\n" and "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_a_financial_ratio_and_its_z_can_be_recomputed(tmp_path_factory):
+    """explain on marts.financial_ratios (solvency = equity / total assets * 100): the formula is the
+    model's own, its inputs are the annual report's, and the z is worked out over the peers."""
+    from cli_runs import baseline, connect_warehouse
+
+    from rom_pipeline.explain import explain, open_database
+
+    base = baseline(tmp_path_factory)
+    with connect_warehouse(base.data_dir / "warehouse.duckdb") as con:
+        year = con.execute("SELECT max(year) FROM marts.financial_ratios WHERE concern_id = 'C001' "
+                           "AND ratio = 'solvency' AND value IS NOT NULL").fetchone()[0]
+        equity, assets = con.execute("SELECT equity, total_assets FROM staging.annual_reports "
+                                     "WHERE concern_id = 'C001' AND year = ?", [year]).fetchone()
+        peers = [r[0] for r in con.execute("SELECT value FROM marts.financial_ratios WHERE ratio = 'solvency' "
+                                           "AND year = ? AND value IS NOT NULL", [year]).fetchall()]
+        published_z = con.execute("SELECT z FROM marts.financial_ratios WHERE concern_id = 'C001' AND year = ? "
+                                  "AND ratio = 'solvency'", [year]).fetchone()[0]
+    con = open_database("warehouse", base.data_dir)
+    try:
+        doc = explain(con, table="marts.financial_ratios", concern="C001", level="concern", unit="C001",
+                      period_type="year", period=str(year), indicator="solvency")
+    finally:
+        con.close()
+    assert doc["formula"] == "a.equity / NULLIF(a.total_assets, 0) * 100"
+    assert {i["input"]: i["value"] for i in doc["inputs"]} == {"a.equity": equity, "a.total_assets": assets}
+    assert doc["value"] == pytest.approx(equity / assets * 100)
+    assert doc["formula_filled_in"].startswith(f"{float(equity)} / NULLIF({float(assets)}, 0) * 100")
+    mean = sum(peers) / len(peers)
+    sd = (sum((p - mean) ** 2 for p in peers) / (len(peers) - 1)) ** 0.5
+    group = doc["peers_all"]
+    assert group["n_peers"] == len(peers) and group["mean"] == pytest.approx(mean)
+    assert group["z"] == pytest.approx((equity / assets * 100 - mean) / sd) == pytest.approx(published_z)
+    assert group["matches"] is True
+    assert "SCL90" not in str(doc["parameters"]) and "norm_score" not in doc["parameters"]

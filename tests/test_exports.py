@@ -1,12 +1,13 @@
 """CSV exports safe to open in a spreadsheet (issue 6): the neutralising rule, and the exports of a real run.
 
-The end-to-end part reads the shared baseline night (tests/cli_runs.py), whose concern C001 delivered
-location L01 with the name =HYPERLINK("http://x","y").
+The end-to-end part reads the shared baseline night (tests/cli_runs.py). The exports are the
+publishable tables only (aggregates: issue 10 item 9), so the formula test puts its text into one of them.
 """
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import shutil
 from decimal import Decimal
 
 import duckdb
@@ -61,7 +62,7 @@ def _read(path):
         return list(csv.DictReader(f))
 
 
-def test_a_run_writes_one_csv_per_published_marts_table(base):
+def test_a_run_writes_one_csv_per_publishable_table(base):
     folder = base.data_dir / CSV_DIR_NAME
     expected = {f"{t.name}.csv" for t in exported_tables(load_spec())}
     assert expected and {p.name for p in folder.iterdir()} == expected
@@ -74,31 +75,40 @@ def test_a_run_writes_one_csv_per_published_marts_table(base):
         assert list(rows[0]) == columns if rows else True
 
 
-def test_a_formula_in_a_location_name_reaches_the_csv_as_text(base):
-    rows = _read(base.data_dir / CSV_DIR_NAME / "marts.episode_outcomes.csv")
-    names = {r["location_name"] for r in rows if r["concern_id"] == "C001" and r["location_id"] == "L01"}
-    assert names == {"'" + HYPERLINK_NAME}
-    # Every text cell of every file: none starts like a formula (numbers and blanks aside).
+def test_the_exports_hold_aggregates_only(base):
+    """The public audience gets no episode rows: no episode-level table, no episode or client column."""
+    names = {p.name for p in (base.data_dir / CSV_DIR_NAME).glob("*.csv")}
+    assert "marts.episode_outcomes.csv" not in names and "marts.indicators.csv" in names
     for path in (base.data_dir / CSV_DIR_NAME).glob("*.csv"):
+        header = path.read_text(encoding="utf-8").splitlines()[0].split(",")
+        assert not {"episode_id", "client_pseudonym", "measurement_id"} & set(header), path.name
+
+
+def test_a_formula_in_a_text_cell_reaches_the_csv_as_text(base, tmp_path):
+    """A delivered text that a spreadsheet would run (here an indicator name of the reference input,
+    which reaches marts.concern_benchmark) is written with a leading apostrophe."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy2(base.data_dir / "warehouse.duckdb", warehouse)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("UPDATE marts.concern_benchmark SET indicator_name = ? WHERE indicator_id = "
+                    "(SELECT min(indicator_id) FROM marts.concern_benchmark)", [HYPERLINK_NAME])
+    folder = tmp_path / "csv"
+    write_csv_exports(warehouse, folder, load_spec())
+    names = {r["indicator_name"] for r in _read(folder / "marts.concern_benchmark.csv")}
+    assert "'" + HYPERLINK_NAME in names and HYPERLINK_NAME not in names
+    # Every text cell of every file: none starts like a formula (numbers and blanks aside).
+    for path in folder.glob("*.csv"):
         for row in _read(path):
             for column, cell in row.items():
                 if cell[:1] in ("=", "+", "@", "\t", "\r"):
                     pytest.fail(f"{path.name} {column}: {cell!r}")
                 if cell.startswith("-"):
                     float(cell)  # only a number may start with '-' (a negative value of a numeric column)
-    neutralised = sum(cell.startswith("'") for path in (base.data_dir / CSV_DIR_NAME).glob("*.csv")
-                      for row in _read(path) for cell in row.values())
-    files = list((base.data_dir / CSV_DIR_NAME).glob("*.csv"))
-    print(f"\nexports: {len(files)} files, {sum(len(_read(p)) for p in files)} rows, {neutralised} cells neutralised")
-    # The warehouse itself keeps the name as delivered (the apostrophe is for spreadsheets only).
-    con = connect_warehouse(base.data_dir / "warehouse.duckdb")
-    assert con.execute("SELECT DISTINCT location_name FROM marts.episode_outcomes WHERE concern_id = 'C001' "
-                       "AND location_id = 'L01'").fetchall() == [(HYPERLINK_NAME,)]
 
 
 def test_negative_numbers_stay_numbers(base):
-    rows = _read(base.data_dir / CSV_DIR_NAME / "marts.episode_outcomes.csv")
-    negative = [r["pct_improvement"] for r in rows if r["pct_improvement"].startswith("-")]
+    rows = _read(base.data_dir / CSV_DIR_NAME / "marts.financial_ratios.csv")
+    negative = [r["z"] for r in rows if r["z"].startswith("-")]
     assert negative and all(float(v) < 0 for v in negative)
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 
+import duckdb
 import pytest
 
-from benchmark_inputs import build, connect, load_staging, rows
+from benchmark_inputs import build, connect, create_tables, load_staging, rows
+from rom_pipeline.config import apply_parameters, load_parameters
 
 RATIO_CODES = {
     "revenue_growth", "net_result", "solvency", "resistance_capacity", "capital_intensity",
@@ -203,16 +205,62 @@ def test_z_scores_against_all_concerns_use_the_sample_sd(con):
     assert ratios[("A", 2023, "solvency")]["z"] is None
     # Identical values (sick leave 4% everywhere): sd 0, no z.
     assert all(ratios[(c, 2024, "sick_leave")]["z"] is None for c in "ABC")
-    # Size groups: A and B < EUR 1 M (size_1), C 10-100 M (size_3).
-    # size_1: 20 and 30, mean 25, sd sqrt((25 + 25) / 1) = 7.0711, z = -/+ 0.7071.
+    # Size groups: A and B < EUR 1 M (size_1), C 10-100 M (size_3). Two peers are below
+    # the minimum of 5 (benchmarks.min_size_group_peers): no size-group z, group mean kept.
     assert ratios[("A", 2024, "solvency")]["size_group"] == "size_1"
-    assert ratios[("A", 2024, "solvency")]["z_size_group"] == pytest.approx(-1 / math.sqrt(2))
-    assert ratios[("B", 2024, "solvency")]["z_size_group"] == pytest.approx(1 / math.sqrt(2))
+    assert ratios[("A", 2024, "solvency")]["n_size_peers"] == 2
+    assert ratios[("A", 2024, "solvency")]["size_peer_mean"] == pytest.approx(25.0)
+    assert ratios[("A", 2024, "solvency")]["z_size_group"] is None
     assert ratios[("C", 2024, "solvency")]["size_group"] == "size_3"
     assert ratios[("C", 2024, "solvency")]["z_size_group"] is None  # alone in its group
+    # With the minimum lowered to 2: size_1 = 20 and 30, mean 25, sd sqrt((25 + 25) / 1)
+    # = 7.0711, z = -/+ 0.7071 whatever the two values are: why the minimum exists.
+    con.execute("SET VARIABLE min_size_group_peers = 2")
+    build(con, "financial_ratios")
+    lowered = {(r["concern_id"], r["year"], r["ratio"]): r for r in rows(con, "SELECT * FROM marts.financial_ratios")}
+    assert lowered[("A", 2024, "solvency")]["z_size_group"] == pytest.approx(-1 / math.sqrt(2))
+    assert lowered[("B", 2024, "solvency")]["z_size_group"] == pytest.approx(1 / math.sqrt(2))
+    assert lowered[("C", 2024, "solvency")]["z_size_group"] is None
+
+
+def test_size_group_z_from_the_minimum_group_size(con):
+    # size_1 (< EUR 1 M): five concerns with solvency 10, 20, 30, 40, 50: mean 30, sample sd
+    # sqrt((400 + 100 + 0 + 100 + 400) / 4) = sqrt(250) = 15.8114, z = -1.2649 ... +1.2649.
+    # size_3: four concerns (one short of the minimum of 5): no size-group z.
+    small = [dict(concern_id=f"S{i}", year=2024, revenue_total=500_000.0, equity=10.0 * i, total_assets=100.0)
+             for i in range(1, 6)]
+    large = [dict(concern_id=f"L{i}", year=2024, revenue_total=50_000_000.0, equity=10.0 * i,
+                  total_assets=100.0) for i in range(1, 5)]
+    ratios = _ratios(con, small + large)
+    for i, z in zip(range(1, 6), (-1.264911, -0.632456, 0.0, 0.632456, 1.264911)):
+        row = ratios[(f"S{i}", 2024, "solvency")]
+        assert row["n_size_peers"] == 5
+        assert row["z_size_group"] == pytest.approx(z, abs=1e-6)
+    assert all(ratios[(f"L{i}", 2024, "solvency")]["z_size_group"] is None for i in range(1, 5))
+    assert ratios[("L1", 2024, "solvency")]["n_size_peers"] == 4
+    # All nine together: mean (150 + 100) / 9 = 27.78; z against all concerns is there for every one.
+    assert all(ratios[(c, 2024, "solvency")]["z"] is not None for c in ["S1", "L1", "L4"])
+    groups = dict(con.execute("SELECT concern_id, n_group_concerns FROM marts.concern_size_groups").fetchall())
+    assert groups["S1"] == 5 and groups["L1"] == 4
+
+
+def test_return_on_assets_is_the_net_result_as_the_seed_prints_it(con):
+    # Seed 001, 2011: net result 1,775, gross result 171,342 - 136,046 - 33,583 = 1,713,
+    # total assets 70,000. Net: 1,775 / 70,000 = 2.536% -> 2.5 (printed); gross would be
+    # 1,713 / 70,000 = 2.447% -> 2.4. 2013: net result blank -> blank (printed blank),
+    # though the gross result (3.5%) is there.
+    y2011 = dict(concern_id="SZZ", year=2011, revenue_total=171_342.0, general_costs=136_046.0,
+                 client_costs=33_583.0, net_result=1_775.0, total_assets=70_000.0)
+    y2013 = dict(concern_id="SZZ", year=2013, revenue_total=2_916_805.0, social_premiums=198_926.0,
+                 external_staff_costs=128_339.0, general_costs=2_486_284.0, total_assets=782_976.0)
+    ratios = _ratios(con, [y2011, y2013])
+    assert _value(ratios, "SZZ", 2011, "return_on_assets") == pytest.approx(1775 / 70000 * 100)
+    assert round(_value(ratios, "SZZ", 2013, "spending_gross_result"), 1) == 3.5
+    assert _value(ratios, "SZZ", 2013, "return_on_assets") is None
 
 
 def test_size_group_bounds(con):
+    # benchmarks.size_class_bounds_eur: 1, 10 and 100 million.
     reports = [dict(concern_id=c, year=2024, revenue_total=r) for c, r in
                [("S1", 999_999.0), ("S2", 1_000_000.0), ("S3", 10_000_000.0), ("S4", 100_000_000.0),
                 ("S0", None)]]
@@ -221,3 +269,37 @@ def test_size_group_bounds(con):
     groups = dict(con.execute("SELECT concern_id, size_group FROM marts.concern_size_groups").fetchall())
     # A lower bound belongs to its class; no revenue, no group.
     assert groups == {"S1": "size_1", "S2": "size_2", "S3": "size_3", "S4": "size_4", "S0": None}
+
+
+@pytest.mark.parametrize("bounds", ["[10000000, 1000000]", "[]", "[0, 1000000]"])
+def test_bad_size_class_bounds_are_a_clear_error(con, bounds):
+    load_staging(con, "annual_reports", [dict(concern_id="A", year=2024, revenue_total=1.0)])
+    con.execute(f"SET VARIABLE size_class_bounds_eur = {bounds}")
+    with pytest.raises(Exception, match="size_class_bounds_eur must be a non-empty list of positive"):
+        build(con, "concern_size_groups")
+
+
+def test_size_classes_and_minimum_come_from_the_parameters_file(tmp_path):
+    """benchmarks.* in a ROM_PARAMETERS file reach the SQL: one bound at EUR 500,000 gives two classes."""
+    override = tmp_path / "parameters.yaml"
+    override.write_text("benchmarks:\n  size_class_bounds_eur:\n    value: [500000]\n"
+                        "  min_size_group_peers:\n    value: 3\n")
+    con = duckdb.connect(str(tmp_path / "override.duckdb"))
+    try:
+        params = load_parameters(override)
+        assert params.scalars["size_class_bounds_eur"] == [500000]
+        apply_parameters(con, params)
+        create_tables(con)
+        # Solvency 10, 20, 30 below EUR 500,000 (three peers, the minimum): mean 20, sd 10, z -1, 0, +1.
+        reports = [dict(concern_id=f"S{i}", year=2024, revenue_total=499_999.0, equity=10.0 * i, total_assets=100.0)
+                   for i in range(1, 4)]
+        reports.append(dict(concern_id="L", year=2024, revenue_total=500_000.0, equity=50.0, total_assets=100.0))
+        ratios = _ratios(con, reports)
+        assert {c: ratios[(c, 2024, "solvency")]["size_group"] for c in ("S1", "L")} == {"S1": "size_1",
+                                                                                         "L": "size_2"}
+        assert [ratios[(f"S{i}", 2024, "solvency")]["z_size_group"] for i in range(1, 4)] == \
+            pytest.approx([-1.0, 0.0, 1.0])
+        assert ratios[("L", 2024, "solvency")]["z_size_group"] is None
+        assert con.execute("SELECT value FROM config.parameters WHERE name = 'min_size_group_peers'").fetchone() == ("3",)
+    finally:
+        con.close()

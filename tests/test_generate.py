@@ -437,14 +437,24 @@ def test_reference_inputs_cover_rom_and_extra_concerns(clean):
     assert len({(r["concern_id"], r["year"], r["indicator_id"]) for r in quality}) == len(quality)
     for r in quality:
         assert (r["higher_is_better"] == "0") == r["indicator_name"].startswith("Drop-out")
-        float(r["value"]), int(r["n"])
+        if r["concern_id"] == "C900":  # the seed lists its indicators without a value (empty "waarde")
+            assert r["year"] == "2013" and r["value"] == "" and r["n"] == ""
+        else:
+            float(r["value"]), int(r["n"])
 
 
 def test_seed_concern_reproduces_the_seed_figures(clean):
     root, _ = clean
     annual = read_dicts(root / "reference" / "annual_reports.csv")
     rows = {int(r["year"]): r for r in annual if r["concern_id"] == "C900"}
-    assert sorted(rows) == [2011, 2012, 2013]
+    assert sorted(rows) == [2010, 2011, 2012, 2013]
+    # 2010, the comparative year, carries only the revenue behind the 2011 growth the seed prints:
+    # 171,342 / 133,340 - 1 = 28.50%.
+    assert {k for k, v in rows[2010].items() if v} == {"concern_id", "concern_name", "city", "year",
+                                                       "revenue_total"}
+    assert round((171342 / float(rows[2010]["revenue_total"]) - 1) * 100, 1) == 28.5
+    # A cost the seed leaves blank is blank, not 0: wages are 0.0% in 2011 and blank in 2012-2013.
+    assert [rows[y]["personnel_costs"] for y in (2011, 2012, 2013)] == ["0", "", ""]
     first = rows[2011]
     assert first["concern_name"] == "Stichting Samenwerkende Zorgboeren Zuid" and first["city"] == "Nieuwkuijk"
     assert [rows[y]["revenue_total"] for y in (2011, 2012, 2013)] == ["171342", "1808010", "2916805"]
@@ -557,5 +567,6 @@ def test_generation_streams_many_episodes_quickly(tmp_path):
 def test_bundled_sample_is_what_its_readme_command_writes(tmp_path):
     """rom_pipeline/sample_data/README.md names the command; after a generator change, rerun it."""
     sample = Path(__file__).resolve().parents[1] / "rom_pipeline" / "sample_data" / "exports"
-    generate_deliveries(tmp_path, concerns=3, episodes=1500, seed=42, defect_rate=0.01, extra_reference_concerns=12)
+    generate_deliveries(tmp_path, concerns=3, episodes=1500, seed=42, defect_rate=0.01, extra_reference_concerns=12,
+                        include_seed_concern=True)
     assert file_hashes(tmp_path) == file_hashes(sample)

@@ -16,7 +16,7 @@ PER_CONCERN = [("staging", "episodes"), ("staging", "measurements"), ("staging",
                ("outcomes", "instrument_outcomes"), ("marts", "episode_outcomes")]
 # Published tables that describe runs rather than results (they grow by design).
 RUN_TABLES = {"audit.runs", "audit.run_inputs", "audit.published_figures", "audit.figure_episodes",
-              "audit.quarantine_log", "config.parameters"}
+              "audit.quarantine_log", "audit.pseudonym_keys", "config.parameters"}
 
 
 def _rows(con, table: str, where: str = "true") -> list[tuple]:

@@ -10,6 +10,8 @@ Hand-computed expectations (2025, every episode closed on 2025-04-10):
   C001 L2: E5 referred                                          -> 1/1 = 100.0
   C001 concern: episodes 3/5 = 60.0; mean of locations (50 + 100) / 2 = 75.0
   C002 L1: E1 referred, E2..E4 completed                        -> 1/4 = 25.0 (concern: both 25.0)
+Exported 2026-01-15: 2025 is complete; C001's E6 (closed 2026-01-05) makes 2026-01, 2026-Q1 and
+2026 running periods, left out of the concern benchmark.
 Concern benchmark (peer group all, concern values are the means of locations): 75 and 25,
 mean 50, sample sd 35.3553, z = +-0.7071; lower is better, so z_oriented = -+0.7071.
 """
@@ -42,11 +44,12 @@ PARAMETERS = "indicators:\n  min_n:\n    value: 1\n  min_count_published:\n    v
 
 def _deliveries(root) -> None:
     c001 = [episode("E1", "a1", end_reason="referred"), episode("E2", "a2"), episode("E3", "a3", end_reason="referred"),
-            episode("E4", "a4"), episode("E5", "a5", location_id="L2", therapist_id="T2", end_reason="referred")]
+            episode("E4", "a4"), episode("E5", "a5", location_id="L2", therapist_id="T2", end_reason="referred"),
+            episode("E6", "a6", start="2025-10-01", end="2026-01-05")]  # in 2026, still running at export
     c002 = [episode("E1", "b1", end_reason="referred"), episode("E2", "b2"), episode("E3", "b3"), episode("E4", "b4")]
     for concern, episodes in (("C001", c001), ("C002", c002)):
         measurements = [measurement(f"M{e['episode_id']}", e["episode_id"], "2025-01-10", 200) for e in episodes]
-        write_delivery(root, concern, "2025-06-30", {"locations": LOCATIONS, "therapists": THERAPISTS,
+        write_delivery(root, concern, "2026-01-15", {"locations": LOCATIONS, "therapists": THERAPISTS,
                                                      "episodes": episodes, "measurements": measurements,
                                                      "item_responses": []})
 
@@ -98,9 +101,27 @@ def test_an_indicator_added_by_configuration_is_suppressed_like_every_other(tmp_
     assert run.success
     with run.warehouse() as con:
         got = _figures(con, "level <> 'therapist'")
+        reasons = dict(con.execute("""
+            SELECT unit_id, suppression_reason FROM marts.indicators
+            WHERE indicator = 'pct_referred' AND period = '2025' AND concern_id = 'C001'
+              AND aggregation = 'episodes'""").fetchall())
     assert got[("C001", "location", "L2", "episodes")] == (None, None, True)  # n = 1 < min_n, and < 5
     assert got[("C001", "location", "L1", "episodes")] == (None, None, True)  # n = 4
-    assert got[("C001", "concern", "C001", "episodes")] == (60.0, 5, False)
+    assert got[("C001", "concern", "C001", "episodes")] == (None, 5, True)    # 3 of 5: counts below 5
+    assert reasons == {"L1": "n_below_min_n", "L2": "n_below_min_n", "C001": "small_count"}
+
+
+def test_running_periods_are_flagged(referred):
+    _, run = referred
+    with run.warehouse() as con:
+        flags = dict(con.execute("""
+            SELECT period, is_complete_period FROM marts.indicators
+            WHERE concern_id = 'C001' AND level = 'concern' AND indicator = 'n_closed'""").fetchall())
+        benchmarked = {r[0] for r in con.execute(
+            "SELECT DISTINCT year FROM marts.concern_benchmark WHERE source = 'rom_pipeline'").fetchall()}
+    assert flags == {"2025-04": True, "2025-Q2": True, "2025": True,
+                     "2026-01": False, "2026-Q1": False, "2026": False}
+    assert benchmarked == {2025}
 
 
 def test_an_indicator_added_by_configuration_joins_the_concern_benchmark(referred):

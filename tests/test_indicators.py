@@ -105,9 +105,25 @@ def build_case(staging: Staging) -> None:
     s.scored_episode("C2", "E02", 180, None, start=START, end="2025-10-05")
 
 
+# The arithmetic is checked with suppression out of the way (every figure shown); suppression
+# itself on the same case with the default parameters (min_n 10, counts below 5, 2 therapists).
+WITHOUT_SUPPRESSION = {"min_n": 1, "min_count_published": 1, "min_therapists_per_category": 1}
+
+
 @pytest.fixture(scope="module")
 def con(tmp_path_factory):
     connection = connect(tmp_path_factory.mktemp("indicators") / "work.duckdb")
+    for name, setting in WITHOUT_SUPPRESSION.items():
+        connection.execute(f"SET VARIABLE {name} = {setting}")
+    build_case(Staging(connection))
+    build_outcomes(connection)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(scope="module")
+def suppressed_con(tmp_path_factory):
+    connection = connect(tmp_path_factory.mktemp("indicators_suppressed") / "work.duckdb")
     build_case(Staging(connection))
     build_outcomes(connection)
     yield connection
@@ -291,14 +307,29 @@ def test_interval_is_clipped_to_the_indicator_range(con):
 
 
 def test_interval_of_mean_of_locations(con):
-    """t over the locations' values: all/2025 mean_improvement over 3 locations, df = 2, t = 4.3027."""
-    row = indicator(con, "all", "all", "mean_improvement", aggregation="mean_of_locations")
-    location_values = [statistics.mean(L1_IMPROVEMENTS), statistics.mean(L2_IMPROVEMENTS),
-                       statistics.mean(C2_IMPROVEMENTS)]
-    half = T95[2] * statistics.stdev(location_values) / math.sqrt(3)
-    assert row["ci_method"] == "t_over_locations"
-    assert row["ci_low"] == pytest.approx(statistics.mean(location_values) - half, abs=1e-3)
-    assert row["ci_high"] == pytest.approx(min(statistics.mean(location_values) + half, 100), abs=1e-3)
+    """The interval reflects the episodes behind the mean, not the spread of a few location values:
+    C1/2025 mean_improvement = (m_L1 + m_L2) / 2 with se = sqrt(se_L1^2 + se_L2^2) / 2, se_i = sd_i / sqrt(n_i):
+    L1 sd 87.1 / sqrt(8) = 30.80, L2 sd 7.7606 / sqrt(2) = 5.49 -> se sqrt(30.80^2 + 5.49^2) / 2 = 15.6398;
+    28.2647 -+ 1.96 * 15.6398 = -2.39 .. 58.92 (a t over two location values would give -318 .. 375)."""
+    row = indicator(con, "concern", "C1", "mean_improvement", aggregation="mean_of_locations")
+    se = math.sqrt(statistics.stdev(L1_IMPROVEMENTS) ** 2 / 8 + statistics.stdev(L2_IMPROVEMENTS) ** 2 / 2) / 2
+    assert se == pytest.approx(15.6398, abs=1e-4)
+    assert row["ci_method"] == "normal_over_locations"
+    assert row["ci_low"] == pytest.approx(28.2647 - Z95 * se, abs=1e-3)
+    assert row["ci_high"] == pytest.approx(28.2647 + Z95 * se, abs=1e-3)
+    # A location with one episode has no standard error: no interval rather than a wrong one.
+    everyone = indicator(con, "all", "all", "mean_improvement", aggregation="mean_of_locations")
+    assert (everyone["ci_low"], everyone["ci_high"], everyone["ci_method"]) == (None, None, None)
+
+
+def test_interval_of_a_percentage_mean_of_locations(con):
+    """pct_complete, C1/2025: L1 8/10 and L2 2/2; se_i = Wilson half-width / z (L1 12.3, L2 22.2 ...)."""
+    row = indicator(con, "concern", "C1", "pct_complete", aggregation="mean_of_locations")
+    l1_low, l1_high = wilson(8, 10, Z95)
+    l2_low, l2_high = wilson(2, 2, Z95)
+    se = math.sqrt(((l1_high - l1_low) / 2 / Z95) ** 2 + ((l2_high - l2_low) / 2 / Z95) ** 2) / 2
+    assert row["ci_low"] == pytest.approx(90 - Z95 * se, abs=1e-6)
+    assert row["ci_high"] == pytest.approx(min(90 + Z95 * se, 100), abs=1e-6)
 
 
 def test_n_closed_has_no_interval(con):
@@ -318,15 +349,51 @@ def test_targets(con):
     assert indicator(con, "location", "L2", "pct_working_end")["target_met"] is None    # no target, no value
 
 
-def test_suppression(con):
-    assert indicator(con, "location", "L1", "pct_complete")["suppressed"] is False      # n 10
-    assert indicator(con, "location", "L1", "mean_improvement")["suppressed"] is True   # n 8
-    assert indicator(con, "location", "L2", "pct_complete")["suppressed"] is True       # n 2
-    assert indicator(con, "concern", "C1", "mean_improvement")["suppressed"] is False   # n 10
-    assert indicator(con, "concern", "C1", "mean_improvement",
-                     aggregation="mean_of_locations")["suppressed"] is False            # n 8 + 2
+def test_suppression(suppressed_con):
+    con = suppressed_con
+    def reason(level, unit, name, **kw):
+        row = indicator(con, level, unit, name, **kw)
+        return row["suppressed"], row["suppression_reason"]
+
+    assert reason("location", "L1", "n_closed") == (True, "complementary")            # see below
+    assert reason("location", "L1", "mean_improvement") == (True, "n_below_min_n")    # n 8
+    assert reason("location", "L2", "pct_complete") == (True, "n_below_min_n")        # n 2
+    # C1 (n 10) would give C2 (n 1, hidden) back from 'all' (n 11): complementary.
+    assert reason("concern", "C1", "mean_improvement") == (True, "complementary")
+    assert reason("all", "all", "mean_improvement", concern=None) == (False, None)     # n 11
+    # A percentage whose numerator or complement is a count from 1 to 4 gives that count back
+    # (value x n): L1 pct_dropout 2 of 10, C1 pct_deteriorated 1 of 10.
+    assert reason("location", "L1", "pct_dropout") == (True, "small_count")
+    assert reason("concern", "C1", "pct_deteriorated") == (True, "small_count")
     # The value stays beside the flag (the manager's view may show it as unreliable).
     assert round(indicator(con, "location", "L1", "mean_improvement")["value"], 4) == 1.0417
+
+
+def test_pct_complete_of_a_location_is_shown_when_no_small_count_is_revealed(suppressed_con):
+    """L1 pct_complete: 8 of 10 complete, complement 2 incomplete: a count below 5 -> hidden."""
+    row = indicator(suppressed_con, "location", "L1", "pct_complete")
+    assert (row["suppressed"], row["suppression_reason"]) == (True, "small_count")
+
+
+def test_complementary_suppression_of_a_location(suppressed_con):
+    """C1/2025 n_closed: L2 (2 episodes) is hidden; C1 (12) is shown, so L2 = 12 - L1 would come back:
+    L1, the only other location, is hidden too (complementary). One level up the same holds: C2
+    (2 episodes) is hidden and 'all' (14) is shown, so C1 is hidden too; 'all' stays."""
+    l1 = indicator(suppressed_con, "location", "L1", "n_closed")
+    l2 = indicator(suppressed_con, "location", "L2", "n_closed")
+    concern = indicator(suppressed_con, "concern", "C1", "n_closed")
+    assert (l2["suppressed"], l2["suppression_reason"]) == (True, "n_below_min_n")
+    assert (l1["suppressed"], l1["suppression_reason"]) == (True, "complementary")
+    assert (concern["suppressed"], concern["suppression_reason"]) == (True, "complementary")
+    everyone = indicator(suppressed_con, "all", "all", "n_closed")
+    assert (everyone["suppressed"], everyone["value"]) == (False, 14)
+
+
+def test_mean_of_locations_rests_on_shown_locations_only(suppressed_con):
+    """No location of C1 is shown for mean_improvement (L1 n 8, L2 n 2): the organisation's mean of
+    locations has nothing to average and is suppressed, so it cannot give a hidden location back."""
+    row = indicator(suppressed_con, "concern", "C1", "mean_improvement", aggregation="mean_of_locations")
+    assert (row["value"], row["n"], row["n_units"], row["suppressed"]) == (None, 0, 0, True)
 
 
 def test_suppression_threshold_is_a_parameter(tmp_path):
@@ -334,7 +401,7 @@ def test_suppression_threshold_is_a_parameter(tmp_path):
     build_case(Staging(connection))
     connection.execute("SET VARIABLE min_n = 3")
     build_outcomes(connection)
-    assert indicator(connection, "location", "L1", "mean_improvement")["suppressed"] is False  # n 8 >= 3
+    assert indicator(connection, "therapist", "T1", "mean_improvement")["suppressed"] is False  # n 5 >= 3
     assert indicator(connection, "location", "L2", "pct_complete")["suppressed"] is True       # n 2 < 3
     connection.close()
 

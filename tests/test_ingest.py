@@ -377,7 +377,7 @@ def test_concerns_with_the_same_ids_load_independently(pipeline):
                           "FROM audit.quarantine ORDER BY ALL") == [
             ("C002", "episodes.csv", 2, "unknown_reference", "location_id"),
             ("C002", "episodes.csv", 2, "unknown_reference", "therapist_id"),
-            ("C002", "measurements.csv", 2, "unknown_reference", "episode_id")]
+            ("C002", "measurements.csv", 2, "parent_quarantined", "episode_id")]  # E2 itself quarantined
         # M1 of C002 is scored from C002's items only; M1 of C001 keeps its delivered total
         assert _rows(con, "SELECT concern_id, measurement_id, total_score, score_source "
                           "FROM staging.measurement_scores ORDER BY 1, 2") == [

@@ -113,7 +113,10 @@ def test_every_asset_carries_the_lineage_metadata(two_nights):
 def test_sql_model_deps_are_the_tables_their_sql_reads():
     """Derived from the SQL (rom_pipeline.lib.sqlfiles), not typed by hand: the drift of issue 9 is gone."""
     graph = asset_graph(None)["assets"]
-    assert graph["marts/indicator_breakdowns"]["deps"] == ["marts/episode_outcomes", "marts/indicator_aggregates"]
+    assert graph["marts/indicator_breakdowns"]["deps"] == ["marts/indicator_aggregates"]
+    # indicator_aggregates reads the deliveries' export dates (is_complete_period): a dep no hand-written list had.
+    assert graph["marts/indicator_aggregates"]["deps"] == [
+        "audit/deliveries", "marts/episode_outcomes", "outcomes/indicator_contributions"]
     assert graph["marts/concern_summary"]["deps"] == ["marts/concern_benchmark", "marts/concern_size_groups"]
     assert graph["staging/measurement_scores"]["deps"] == ["staging/measurement_scoring"]
     # The generated quarantine union reads every delivered file's rejects (schemas/), plus scoring.

@@ -161,8 +161,8 @@ def test_seed_001_figures_in_the_c900_report(built):
     tabs = tables(path)
     growth = row(tabs, "Omzetstijging", "Financiële kengetallen")
     budget = row(tabs, "Gemiddeld budget per cliënt", "Financiële kengetallen")
-    # columns: label, then (waarde, z-score) for 2011, 2012, 2013
-    assert growth[5][0] == "61.3%"
+    # columns: label, then (waarde, z-score, z groep) for 2011, 2012, 2013
+    assert growth[7][0] == "61.3%"
     assert budget[1][0] == "€ 2,970"
     text = " ".join(path.read_text(encoding="utf-8").split())
     for section in ("Benchmarkrapport:", "Kengegevens", "Algemene informatie over het concern", "Bedrijfsopbrengsten",
@@ -181,6 +181,8 @@ def _concern_files(built):
 def test_concern_reports_show_the_warehouse_figures(built):
     files = _concern_files(built)
     con = built.warehouse()
+    min_group = int(float(dict(con.execute("SELECT name, value FROM config.parameters").fetchall())[
+        "min_size_group_peers"]))
     expected = {(c, y) for c, y in con.execute(
         "SELECT concern_id, year FROM staging.annual_reports UNION SELECT concern_id, year FROM marts.concern_summary"
     ).fetchall()}
@@ -193,37 +195,44 @@ def test_concern_reports_show_the_warehouse_figures(built):
         header = next(t for t in tabs if t and t[0] and t[0][0][0] == "Financiële kengetallen")
         years = [int(c[0]) for c in header[0][1:]]
         assert years[-1] == year
-        ratios = {(y, r): (v, z, u) for y, r, v, z, u in con.execute(
-            "SELECT year, ratio, value, z, unit FROM marts.financial_ratios WHERE concern_id = ?",
-            [concern_id]).fetchall()}
+        ratios = {(y, r): (v, z, u, zg, ng) for y, r, v, z, u, zg, ng in con.execute(
+            "SELECT year, ratio, value, z, unit, z_size_group, n_size_peers FROM marts.financial_ratios "
+            "WHERE concern_id = ?", [concern_id]).fetchall()}
         for code, text in labels.FINANCIAL_RATIOS + labels.SPENDING:
             cells = row(tabs, text, "Financiële kengetallen" if (code, text) in labels.FINANCIAL_RATIOS
                         else "Uitgavenverdeling")
             for i, y in enumerate(years):
-                value, z, unit = ratios.get((y, code), (None, None, None))
-                assert cells[1 + 2 * i][0] == fmt_by_unit(value, unit), (path.name, code, y)
-                assert cells[2 + 2 * i][0] == fmt_z(z), (path.name, code, y)
+                value, z, unit, z_group, n_group = ratios.get((y, code), (None,) * 5)
+                # per year: waarde, z-score (all concerns), z groep (size group; "n.b." when too small)
+                assert cells[1 + 3 * i][0] == fmt_by_unit(value, unit), (path.name, code, y)
+                assert cells[2 + 3 * i][0] == fmt_z(z), (path.name, code, y)
+                too_small = value is not None and z_group is None and n_group is not None and n_group < min_group
+                assert cells[3 + 3 * i][0] == ("n.b." if too_small else fmt_z(z_group)), (path.name, code, y)
                 checked += value is not None
         revenue = dict(con.execute("SELECT year, revenue_total FROM staging.annual_reports WHERE concern_id = ?",
                                    [concern_id]).fetchall())
         cells = row(tabs, "Totaal bedrijfsopbrengsten")
         assert [c[0] for c in cells[1:]] == [fmt_eur(revenue.get(y)) for y in years]
-        summary = dict(((y, cl), (z, n)) for y, cl, z, n in con.execute(
-            "SELECT year, cluster, summary_z, n_indicators FROM marts.concern_summary "
-            "WHERE concern_id = ? AND peer_group = 'all'", [concern_id]).fetchall())
+        summary = dict(((y, cl, pg), (z, n)) for y, cl, pg, z, n in con.execute(
+            "SELECT year, cluster, peer_group, summary_z, n_indicators FROM marts.concern_summary "
+            "WHERE concern_id = ?", [concern_id]).fetchall())
         for cluster, text in labels.CLUSTERS:
             cells = row(tabs, text, "Kwaliteit samenvattende indicator")
             for i, y in enumerate(years):
-                z, n = summary.get((y, cluster), (None, None))
-                assert cells[1 + i][0] == fmt_z(z)
-                if n is not None:
-                    assert f"op basis van {n} indicator" in cells[1 + i][1]
+                n_all = summary.get((y, cluster, "all"), (None, None))[1]
+                for offset, peer_group in ((1, "all"), (2, "size_group")):  # z-score, z groep
+                    z, n = summary.get((y, cluster, peer_group), (None, None))
+                    # scored against all concerns but on no indicator within the group: "n.b."
+                    group_too_small = peer_group == "size_group" and n == 0 and bool(n_all)
+                    assert cells[offset + 2 * i][0] == ("n.b." if group_too_small else fmt_z(z))
+                    if n is not None:
+                        assert f"op basis van {n} indicator" in cells[offset + 2 * i][1]
         indicator_rows = [r for t in tabs if t and t[0][0][0].startswith(f"Kwaliteit {year}, concern") for r in t[1:]]
         for name, value, peer_mean, z in con.execute(
                 "SELECT indicator_name, value, peer_mean, z FROM marts.concern_benchmark "
                 "WHERE concern_id = ? AND year = ? AND peer_group = 'all'", [concern_id, year]).fetchall():
             # names can repeat (seed 001 lists some twice): the figures must be on one of the rows of that name
-            shown = [[c[0] for c in r[1:]] for r in indicator_rows
+            shown = [[c[0] for c in r[1:4]] for r in indicator_rows
                      if r[0][0].removesuffix(" (lager is beter)") == name]
             assert [fmt_number(value, 2), fmt_number(peer_mean, 2), fmt_z(z)] in shown, (path.name, name)
     con.close()

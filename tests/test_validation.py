@@ -103,7 +103,7 @@ EXPECTED = {
     ("therapists.csv", 3, "unknown_reference", "location_id"),
     ("therapists.csv", 4, "invalid_value", "profession"),
     ("therapists.csv", 5, "invalid_type", "is_trainee"),
-    ("therapists.csv", 6, "unknown_reference", "location_id"),
+    ("therapists.csv", 6, "parent_quarantined", "location_id"),
     ("therapists.csv", 6, "invalid_value", "profession"),
     ("therapists.csv", 6, "invalid_type", "is_trainee"),
     ("therapists.csv", 7, "missing_value", "is_trainee"),
@@ -113,8 +113,8 @@ EXPECTED = {
     ("episodes.csv", 6, "end_reason_without_end_date", "end_reason"),
     ("episodes.csv", 7, "end_date_without_end_reason", "end_reason"),
     ("episodes.csv", 8, "end_after_export", "end_date"),
-    ("episodes.csv", 9, "unknown_reference", "therapist_id"),
-    ("episodes.csv", 10, "unknown_reference", "location_id"),
+    ("episodes.csv", 9, "parent_quarantined", "therapist_id"),
+    ("episodes.csv", 10, "parent_quarantined", "location_id"),
     ("episodes.csv", 11, "duplicate_key", "episode_id"),
     ("episodes.csv", 12, "out_of_range", "age_at_start"),
     ("episodes.csv", 13, "invalid_value", "care_type"),
@@ -129,7 +129,7 @@ EXPECTED = {
     ("measurements.csv", 3, "out_of_range", "total_score"),
     ("measurements.csv", 4, "out_of_range", "total_score"),
     ("measurements.csv", 5, "administered_after_export", "administered_on"),
-    ("measurements.csv", 6, "unknown_reference", "episode_id"),
+    ("measurements.csv", 6, "parent_quarantined", "episode_id"),
     ("measurements.csv", 7, "unknown_reference", "episode_id"),
     ("measurements.csv", 8, "invalid_value", "instrument"),
     ("measurements.csv", 9, "duplicate_key", "measurement_id"),
@@ -148,7 +148,7 @@ EXPECTED = {
     ("item_responses.csv", 95, "item_not_in_instrument", "item"),
     ("item_responses.csv", 96, "out_of_range", "item"),
     ("item_responses.csv", 97, "out_of_range", "response"),
-    ("item_responses.csv", 98, "unknown_reference", "measurement_id"),
+    ("item_responses.csv", 98, "parent_quarantined", "measurement_id"),
 }
 
 
@@ -201,13 +201,33 @@ def test_a_row_with_several_problems_keeps_its_raw_row_on_each_reason(defects):
     found = rows(defects, "SELECT stage, reason, detail, raw_row FROM audit.quarantine "
                           "WHERE file_name = 'therapists.csv' AND source_row_number = 6 ORDER BY reason")
     assert [(stage, reason) for stage, reason, _, _ in found] == [
-        ("validation", "invalid_type"), ("validation", "invalid_value"), ("validation", "unknown_reference")]
+        ("validation", "invalid_type"), ("validation", "invalid_value"), ("validation", "parent_quarantined")]
     assert [json.loads(raw) for *_, raw in found] == [
         {"therapist_id": "T6", "location_id": "L3", "profession": "wizard", "is_trainee": "2"}] * 3
     assert [detail for _, _, detail, _ in found] == [
         "expected 0 or 1",
         "not one of 'psychologist', 'psychotherapist', 'psychiatrist', 'nurse_specialist', 'other'",
-        "not a valid location_id of locations in this delivery"]
+        "locations.csv row 5 quarantined: missing_value"]
+
+
+def test_a_reference_to_a_quarantined_row_names_the_parents_reason(defects):
+    """Issue 10, item 14: a cascade is `parent_quarantined` with the parent's row and reason (and, for a
+    parent that is a cascade itself, its cause); `unknown_reference` is left for values no row has."""
+    found = rows(defects, "SELECT file_name, source_row_number, reason, detail FROM audit.quarantine "
+                          "WHERE reason IN ('parent_quarantined', 'unknown_reference') "
+                          "ORDER BY file_name, source_row_number")
+    assert found == [
+        ("episodes.csv", 9, "parent_quarantined", "therapists.csv row 3 quarantined: unknown_reference"),
+        ("episodes.csv", 10, "parent_quarantined", "locations.csv row 5 quarantined: missing_value"),
+        ("item_responses.csv", 93, "unknown_reference", "not a valid measurement_id of measurements in this delivery"),
+        ("item_responses.csv", 98, "parent_quarantined", "measurements.csv row 6 quarantined: parent_quarantined "
+                                                         "(episodes.csv row 3 quarantined: invalid_type)"),
+        ("measurements.csv", 6, "parent_quarantined", "episodes.csv row 3 quarantined: invalid_type"),
+        ("measurements.csv", 7, "unknown_reference", "not a valid episode_id of episodes in this delivery"),
+        ("measurements.csv", 16, "unknown_reference", "not a valid episode_id of episodes in this delivery"),
+        ("therapists.csv", 3, "unknown_reference", "not a valid location_id of locations in this delivery"),
+        ("therapists.csv", 6, "parent_quarantined", "locations.csv row 5 quarantined: missing_value"),
+    ]
 
 
 def test_quarantined_episode_rows_show_the_pseudonym_not_the_client_id(defects):

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extra-reference-concerns", type=int, default=20, metavar="N",
                         help="concerns in the reference inputs that deliver no ROM data (default 20)")
     parser.add_argument("--include-seed-concern", action="store_true",
-                        help="add seed 001's concern (C900, 2011-2013) to the reference inputs")
+                        help="add seed 001's concern (C900, 2011-2013 and the comparative 2010) to the reference inputs")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 

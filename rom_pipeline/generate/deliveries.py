@@ -32,7 +32,6 @@ from .sinks import CsvSink
 
 CONTRACT_VERSION = "1.0"
 DEFAULT_EXPORT_DATE = "2026-11-21"
-SEED_CONCERN_ID = "C900"
 
 
 def generate_deliveries(out_dir: str | os.PathLike, *, concerns: int = 3, episodes: int = 3000, seed: int = 42,

@@ -8,8 +8,9 @@ concern with all concerns, most of which are only known from public sources).
 Magnitudes follow the sector as seed 001 describes it: about half of revenue
 goes to wages, solvency 10-50%, liquidity 100-200%, sick leave around 5%.
 On request, the seed's own concern (Stichting Samenwerkende Zorgboeren Zuid,
-2011-2013) is added with the figures printed in the seed, so the financial
-ratios can be checked against the seed's test vectors.
+2011-2013, plus the comparative year 2010) is added with the figures printed in
+the seed, so that its benchmark report can be read beside the seed
+(tests/test_seed001_report.py compares them figure for figure).
 """
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ QUALITY_COLUMNS = ["concern_id", "year", "indicator_id", "indicator_name", "clus
                    "value", "n"]
 # Columns that are never left empty; every other annual-report field may be NULL.
 REQUIRED_ANNUAL = {"concern_id", "concern_name", "year"}
-SEED_YEARS = (2011, 2012, 2013)
+SEED_CONCERN_ID = "C900"
+SEED_YEARS = (2011, 2012, 2013)  # the years seed 001 reports
+SEED_PREVIOUS_YEAR = 2010  # the comparative year its 2011 figures rest on (revenue growth)
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ def write_reference(directory: Path, *, seed: int, export_year: int, rom_concern
             quality.add_rows(_quality_rows(rng, profile, years))
         if include_seed_concern:
             annual.add_rows(seed_concern_rows())
+            quality.add_rows(seed_concern_quality_rows())
     finally:
         files = {"annual_reports.csv": annual.close(), "quality_indicators.csv": quality.close()}
     return files
@@ -246,17 +250,22 @@ def _quality_rows(rng: Random, profile: Profile, years: list[int]) -> list[list]
 # --- the seed concern -------------------------------------------------------------------------------
 
 def seed_concern_rows() -> list[list]:
-    """Stichting Samenwerkende Zorgboeren Zuid (seed 001), C900, 2011-2013.
+    """Stichting Samenwerkende Zorgboeren Zuid (seed 001), C900, 2010-2013.
 
     Revenue, income and client counts are the seed's own figures. The cost
     amounts, equity and balance sheet are solved from the percentages the seed
     prints (spending shares, solvency, resistance capacity, capital intensity,
-    liquidity, return on equity), so that ratios computed from these rows
-    round to the seed's values. Where the seed shows an empty cell the field
-    is NULL; personnel costs are 0 in every year, as the seed's test vector on
-    the share of external staff (39.2% in 2013) requires.
+    liquidity, return on assets and on equity), so that ratios computed from
+    these rows round to the seed's values. Where the seed shows an empty cell
+    the field is NULL, never 0: wages (Loonkosten) are 0 in 2011, where the seed
+    prints 0.0%, and blank in 2012-2013, where it prints nothing.
+
+    2010 is the comparative year: annual accounts carry the previous year's
+    figures, and the seed's 2011 revenue growth (28.5%) rests on a 2010 revenue
+    it does not print. That row carries only the revenue the growth implies:
+    171,342 / 1.285 = 133,340 (171,342 / 133,340 - 1 = 28.50%).
     """
-    revenue = {2011: 171342, 2012: 1808010, 2013: 2916805}
+    revenue = {2010: 133340, 2011: 171342, 2012: 1808010, 2013: 2916805}
     ggz = {2011: 38605, 2012: 1738313, 2013: 2855208}
     other = {2011: 132737, 2012: 69697, 2013: 61597}
     # Spending as shares of total revenue (premiums, external, general, client costs); the rest is gross result.
@@ -268,19 +277,21 @@ def seed_concern_rows() -> list[list]:
         2013: (265429, 782976, 300000, 198151, None),
     }
     clients = {2011: (10, 3, 4, 9)}
-    rows = []
+    name = {"concern_id": SEED_CONCERN_ID, "concern_name": "Stichting Samenwerkende Zorgboeren Zuid",
+            "city": "Nieuwkuijk"}
+    rows = [[{**name, "year": SEED_PREVIOUS_YEAR, "revenue_total": revenue[SEED_PREVIOUS_YEAR]}.get(c)
+             for c in ANNUAL_COLUMNS]]
     for year in SEED_YEARS:
         r = revenue[year]
         premiums, external, general, client = (None if s is None else round(r * s) for s in shares[year])
         zero_in_2011 = 0 if year == 2011 else None  # cost lines the seed prints as 0.0% only in 2011
         equity, assets, current_assets, current_liabilities, net = balance[year]
         values = {
-            "concern_id": "C900", "concern_name": "Stichting Samenwerkende Zorgboeren Zuid", "city": "Nieuwkuijk",
-            "year": year, "n_locations": 0, "n_org_units": 1, "n_directors": 3, "n_supervisors": 4,
+            **name, "year": year, "n_locations": 0, "n_org_units": 1, "n_directors": 3, "n_supervisors": 4,
             **dict(zip(["clients_jan1", "clients_new", "clients_discharged", "clients_dec31"],
                        clients.get(year, (None,) * 4))),
             "revenue_total": r, "revenue_ggz": ggz[year], "other_income_non_ggz": other[year],
-            "personnel_costs": 0, "social_premiums": premiums, "external_staff_costs": external,
+            "personnel_costs": zero_in_2011, "social_premiums": premiums, "external_staff_costs": external,
             "food_costs": zero_in_2011, "general_costs": general, "client_costs": client,
             "maintenance_costs": zero_in_2011, "depreciation": zero_in_2011, "allocations": zero_in_2011,
             "interest_income": 62 if year == 2011 else None, "interest_expense": None,
@@ -289,3 +300,11 @@ def seed_concern_rows() -> list[list]:
         }
         rows.append([values[c] for c in ANNUAL_COLUMNS])
     return rows
+
+
+def seed_concern_quality_rows() -> list[list]:
+    """The seed's quality table for its concern: in 2013 every indicator is listed with the
+    all-concern mean and an empty "waarde" (the concern has no value, hence no z and no
+    summary score); 2011 and 2012 show only empty summary scores, so they have no rows."""
+    return [[SEED_CONCERN_ID, 2013, ind.indicator_id, ind.name, ind.cluster, 1 if ind.higher_is_better else 0,
+             None, None] for ind in INDICATORS]

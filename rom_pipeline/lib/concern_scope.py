@@ -63,8 +63,11 @@ def _last_published_run(con) -> tuple | None:
 
 
 def record_pending_concerns(con, run_id: str | None, parameters_sha256: str, source_sha256: str,
-                            force: bool = False) -> ConcernScope:
-    """Recompute ``audit.pending_concerns`` after ingest has settled which delivery is current."""
+                            force: bool | str = False) -> ConcernScope:
+    """Recompute ``audit.pending_concerns`` after ingest has settled which delivery is current.
+
+    ``force``: a full rebuild, with its reason when a string (e.g. a rotated pseudonym key).
+    """
     con.execute("CREATE SCHEMA IF NOT EXISTS audit")
     con.execute(PENDING_DDL)
     current = dict(con.execute(
@@ -73,7 +76,7 @@ def record_pending_concerns(con, run_id: str | None, parameters_sha256: str, sou
     last = _last_published_run(con)
     full_reason = None
     if force:
-        full_reason = "full rebuild requested"
+        full_reason = force if isinstance(force, str) else "full rebuild requested"
     elif last is None:
         full_reason = "no earlier successful publish"
     elif last[1] != parameters_sha256:

@@ -83,7 +83,10 @@ def read_csv_header(path: Path) -> list[str]:
     if not head.strip():
         raise BadHeader("file is empty: no header row")
     text = head.decode("utf-8-sig", errors="replace")
-    first = next(csv.reader(io.StringIO(text), **CSV_OPTIONS), None)
+    try:
+        first = next(csv.reader(io.StringIO(text, newline=""), **CSV_OPTIONS), None)
+    except csv.Error as exc:
+        raise BadHeader(f"the header row cannot be read ({exc})") from None
     if not first:
         raise BadHeader("file has no header row")
     return first
@@ -95,41 +98,41 @@ def _numbered(batch: pa.RecordBatch, first_row: int, columns: list[str]) -> pa.R
     return pa.RecordBatch.from_arrays(arrays, names=["source_row_number", *columns])
 
 
-class _FallBack(Exception):
-    pass
-
-
 def _csv_fast(path: Path, header: list[str], columns: list[str], stats: ReadStats) -> Iterator[pa.RecordBatch]:
-    malformed_seen = []
-
-    def on_invalid(_row) -> str:
-        # pyarrow swallows exceptions raised here, so remember and stop after this batch
-        malformed_seen.append(True)
-        return "skip"
-
+    # No invalid-row handler: pyarrow raises ArrowInvalid at a malformed record and the caller falls
+    # back to the exact reader. (A handler is handed the record decoded as UTF-8, so a malformed
+    # record with bytes that are not UTF-8 made pyarrow's own decoding raise inside the callback.)
     reader = pa_csv.open_csv(
         path,
         read_options=pa_csv.ReadOptions(column_names=header, skip_rows=1, block_size=8 << 20),
         parse_options=pa_csv.ParseOptions(delimiter=";", quote_char='"', double_quote=True,
-                                          newlines_in_values=True, invalid_row_handler=on_invalid),
+                                          newlines_in_values=True),
         convert_options=pa_csv.ConvertOptions(
             column_types={c: pa.string() for c in header}, null_values=[""],
             strings_can_be_null=True, quoted_strings_can_be_null=True, check_utf8=True),
     )
     next_row = 1
     for batch in reader:
-        if malformed_seen:
-            raise _FallBack()
         yield _numbered(batch, next_row, columns)
         next_row += batch.num_rows
-    if malformed_seen:
-        raise _FallBack()
     stats.rows_read = next_row - 1
     stats.path_taken = "pyarrow"
 
 
 def _has_surrogates(value: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def _as_text(record: list[str]) -> tuple[str, bool]:
+    """A record as storable text (every byte that is not UTF-8 as U+FFFD), and whether it held one.
+
+    The exact reader decodes with ``surrogateescape``, so no byte is lost while splitting; a
+    lone surrogate cannot be stored as UTF-8, so a rejected row's text never keeps one.
+    """
+    joined = ";".join(record)
+    if not _has_surrogates(joined):
+        return joined, False
+    return joined.encode("utf-8", "surrogateescape").decode("utf-8", "replace"), True
 
 
 def _csv_exact(path: Path, header: list[str], columns: list[str], stats: ReadStats) -> Iterator[pa.RecordBatch]:
@@ -146,14 +149,14 @@ def _csv_exact(path: Path, header: list[str], columns: list[str], stats: ReadSta
                 continue  # a blank line is not a row (pyarrow skips them too)
             row_number += 1
             if len(record) != len(header):
-                stats.rejected.append(RejectedRow(row_number, "malformed_row",
-                                                  f"expected {len(header)} fields, found {len(record)}",
-                                                  ";".join(record)))
+                text, bad_bytes = _as_text(record)
+                stats.rejected.append(RejectedRow(
+                    row_number, "malformed_row", f"expected {len(header)} fields, found {len(record)}"
+                    + ("; also bytes that are not UTF-8 (shown as U+FFFD)" if bad_bytes else ""), text))
                 continue
             if any(_has_surrogates(v) for v in record):
-                text = ";".join(record).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                 stats.rejected.append(RejectedRow(row_number, "invalid_encoding",
-                                                  "bytes that are not UTF-8", text))
+                                                  "bytes that are not UTF-8", _as_text(record)[0]))
                 continue
             numbers.append(row_number)
             for buffer, pos in zip(buffers, positions):
@@ -219,7 +222,7 @@ def read_delivered_file(path: Path, fmt: str, columns: list[str], stats: ReadSta
     check_header(header, columns)
     try:
         yield from _csv_fast(path, header, columns, stats)
-    except (_FallBack, pa.ArrowInvalid):
+    except pa.ArrowInvalid:
         restart()
         stats.rejected.clear()
         yield from _csv_exact(path, header, columns, stats)

@@ -147,6 +147,24 @@ def read_manifest(manifest_path: Path, export_root: Path) -> Manifest:
     )
 
 
+def export_root_problem(export_root: Path) -> str | None:
+    """Why no run may read this export root (a sentence naming it), or None. Reads nothing but names.
+
+    A root that is missing, not a folder, or without any ``manifest.json`` below it (a wrong path,
+    a share that is not mounted) must not let a run republish the work database's old data as if
+    it were tonight's (issue 10, item 7).
+    """
+    if not export_root.is_dir():
+        what = "is a file, not a folder" if export_root.exists() else "does not exist"
+        return f"the export root {export_root} (ROM_EXPORT_DIR) {what}: no delivery can be read"
+    for path in export_root.rglob("manifest.json"):
+        if "reference" not in path.relative_to(export_root).parts[:1]:
+            return None
+    return (f"the export root {export_root} (ROM_EXPORT_DIR) holds no delivery: no manifest.json anywhere "
+            "below it. A wrong path or a share that is not mounted? Nothing was read or changed; point "
+            "ROM_EXPORT_DIR at the folder with the deliveries (or mount it) and run again")
+
+
 def discover_manifests(export_root: Path) -> list[Path]:
     """Every ``manifest.json`` under the export root, in a stable order (the reference/ folder excluded)."""
     if not export_root.is_dir():

@@ -32,6 +32,27 @@ def check_key(key: str | None) -> bytes:
     return key.encode("utf-8")
 
 
+# The key's fingerprint (issue 10, item 6): HMAC-SHA256 under the key of this fixed label, first 16 hex
+# digits. It tells two keys apart (a chance of 2^-64 that two keys share one) and is stored with the data
+# and in audit.runs; it is not the key and gives nothing towards it or towards any pseudonym: HMAC is a
+# one-way keyed function, and the label is no client id. A salted hash of the key would do the same but
+# needs a second primitive and a stored salt. 16 digits, so a fingerprint is never mistaken for a
+# (64-digit) pseudonym.
+FINGERPRINT_LABEL = b"rom-pipeline/pseudonym-key-fingerprint/v1"
+FINGERPRINT_LENGTH = 16
+
+
+def key_fingerprint(key: bytes) -> str:
+    return hmac.new(key, FINGERPRINT_LABEL, hashlib.sha256).hexdigest()[:FINGERPRINT_LENGTH]
+
+
+DEMO_FINGERPRINT = key_fingerprint(DEMO_KEY.encode())
+
+
+def describe_fingerprint(fingerprint: str) -> str:
+    return f"{fingerprint} (the public demo key)" if fingerprint == DEMO_FINGERPRINT else fingerprint
+
+
 def pseudonymise(value: str, key: bytes) -> str:
     return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
 

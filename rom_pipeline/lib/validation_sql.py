@@ -67,11 +67,42 @@ def check_condition(column: str, check) -> tuple[str, str, str]:
     raise NotImplementedError(f"no SQL translation for pandera check {check.name!r} on {column}")
 
 
-def _reason(reason: str, column: str | None, detail: str | None, condition: str) -> tuple[str, str]:
-    """(condition, struct literal) of one rule; the struct is built only for rows that break it."""
+def _reason(reason: str, column: str | None, detail: str | None, condition: str,
+            detail_sql: str | None = None) -> tuple[str, str]:
+    """(condition, struct literal) of one rule; the struct is built only for rows that break it.
+
+    ``detail_sql``: an SQL expression over the checked row for a detail that depends on the row.
+    """
     col = _quote(column) if column else "NULL"
-    det = _quote(detail) if detail else "NULL"
+    det = detail_sql or (_quote(detail) if detail else "NULL")
     return condition, f"{{'reason': {_quote(reason)}, 'column_name': {col}, 'detail': {det}}}"
+
+
+def references(schema: pa.DataFrameSchema) -> list[tuple[str, str, str]]:
+    """(column, parent file, parent column) of every reference of the schema."""
+    return [(name, *col.metadata["references"]) for name, col in schema.columns.items()
+            if (col.metadata or {}).get("references")]
+
+
+def _quarantined_parents_sql(parent: str, parent_col: str) -> str:
+    """Per delivery, the key values of the parent's *quarantined* rows, with a detail naming why.
+
+    The detail names the parent row and its reasons; a parent that was itself quarantined for its
+    own parent carries that detail along, so the first cause is in the text.
+    """
+    return f"""(
+            SELECT p.delivery_id, p."{parent_col}" AS ref_value,
+                   min(q.file_name) || ' row ' || min(p.source_row_number)::VARCHAR || ' quarantined: '
+                   || string_agg(DISTINCT CASE WHEN q.reason = 'parent_quarantined'
+                                               THEN q.reason || ' (' || q.detail || ')' ELSE q.reason END,
+                                 ', ' ORDER BY CASE WHEN q.reason = 'parent_quarantined'
+                                                    THEN q.reason || ' (' || q.detail || ')' ELSE q.reason END)
+                       AS detail
+            FROM staging.{parent}_rejects AS q
+            JOIN raw.{parent} AS p ON p.delivery_id = q.delivery_id AND p.source_row_number = q.source_row_number
+            WHERE p."{parent_col}" IS NOT NULL
+            GROUP BY p.delivery_id, p."{parent_col}"
+        )"""
 
 
 def key_columns(schema: pa.DataFrameSchema) -> list[str]:
@@ -100,8 +131,14 @@ def reason_expressions(schema: pa.DataFrameSchema) -> list[tuple[str, str]]:
             out.append(_reason(reason, name, detail, condition))
         ref = (col.metadata or {}).get("references")
         if ref:
+            # A value of no row of the parent file; a value whose parent row was itself quarantined is
+            # a cascade with its own reason, naming the parent's (issue 10, item 14).
+            missing = f't."{name}" IS NOT NULL AND ref_{name}.present IS NULL'
             out.append(_reason("unknown_reference", name, f"not a valid {ref[1]} of {ref[0]} in this delivery",
-                               f't."{name}" IS NOT NULL AND ref_{name}.present IS NULL'))
+                               f"{missing} AND quarantined_{name}.detail IS NULL"))
+            out.append(_reason("parent_quarantined", name, None,
+                               f"{missing} AND quarantined_{name}.detail IS NOT NULL",
+                               detail_sql=f"parent_detail_{name}"))
     keys = key_columns(schema)
     if keys:
         out.append(_reason("duplicate_key", ", ".join(keys), "a row earlier in the file has the same key",
@@ -133,14 +170,17 @@ def checked_rows_sql(schema: pa.DataFrameSchema, current_only: bool = True) -> s
         joins.append(
             f"LEFT JOIN duplicate_keys AS duplicates ON duplicates.delivery_id = t.delivery_id AND "
             + " AND ".join(f'duplicates."{k}" = t."{k}"' for k in keys))
-    for name, col in schema.columns.items():
-        ref = (col.metadata or {}).get("references")
-        if ref:
-            parent, parent_col = ref
-            joins.append(
-                f'LEFT JOIN (SELECT DISTINCT delivery_id, "{parent_col}" AS ref_value, true AS present '
-                f"FROM staging.{parent}) AS ref_{name} "
-                f'ON ref_{name}.delivery_id = t.delivery_id AND ref_{name}.ref_value = t."{name}"')
+    parent_details = []
+    for name, parent, parent_col in references(schema):
+        joins.append(
+            f'LEFT JOIN (SELECT DISTINCT delivery_id, "{parent_col}" AS ref_value, true AS present '
+            f"FROM staging.{parent}) AS ref_{name} "
+            f'ON ref_{name}.delivery_id = t.delivery_id AND ref_{name}.ref_value = t."{name}"')
+        joins.append(
+            f"LEFT JOIN {_quarantined_parents_sql(parent, parent_col)} AS quarantined_{name} "
+            f'ON ref_{name}.present IS NULL AND quarantined_{name}.delivery_id = t.delivery_id '
+            f'AND quarantined_{name}.ref_value = t."{name}"')
+        parent_details.append(f"quarantined_{name}.detail AS parent_detail_{name}")
     joins += (schema.metadata or {}).get("lookups", [])
     rules = reason_expressions(schema)
     flags = ",\n        ".join(f"coalesce({cond}, false) AS rule_{i}" for i, (cond, _) in enumerate(rules))
@@ -171,7 +211,7 @@ typed_rows AS (
     FROM source_rows
 ){duplicate_keys},
 rule_flags AS (
-    SELECT t.*,
+    SELECT t.*,{"".join(chr(10) + "        " + d + "," for d in parent_details)}
         {flags}
     FROM typed_rows AS t
     {chr(10).join("    " + j for j in joins)}

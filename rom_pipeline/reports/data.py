@@ -126,13 +126,13 @@ class SharedSource:
 
     def size_groups(self, concern_id: str) -> dict[int, dict]:
         return {r["year"]: r for r in _rows(self.con, """
-            SELECT year, size_group, size_group_min_eur, size_group_max_eur FROM marts.concern_size_groups
-            WHERE concern_id = ?""", [concern_id])}
+            SELECT year, size_group, size_group_min_eur, size_group_max_eur, n_group_concerns
+            FROM marts.concern_size_groups WHERE concern_id = ?""", [concern_id])}
 
     def financial_ratios(self, concern_id: str) -> dict[tuple[int, str], dict]:
         return {(r["year"], r["ratio"]): r for r in _rows(self.con, """
-            SELECT year, ratio, value, z, unit, peer_mean, n_peers FROM marts.financial_ratios
-            WHERE concern_id = ?""", [concern_id])}
+            SELECT year, ratio, value, z, unit, peer_mean, n_peers, z_size_group, n_size_peers
+            FROM marts.financial_ratios WHERE concern_id = ?""", [concern_id])}
 
     def ratio_peer_means(self, year: int) -> dict[str, float]:
         return {r["ratio"]: r["peer_mean"] for r in _rows(self.con, """
@@ -155,9 +155,15 @@ class SharedSource:
             GROUP BY indicator_id""", [year])
 
     def concern_benchmark(self, concern_id: str, year: int) -> dict[str, dict]:
+        """Per indicator the row against all concerns, with the size-group z and peer count beside it."""
         return {r["indicator_id"]: r for r in _rows(self.con, """
-            SELECT indicator_id, value, z, z_oriented, peer_mean FROM marts.concern_benchmark
-            WHERE concern_id = ? AND year = ? AND peer_group = 'all'""", [concern_id, year])}
+            SELECT a.indicator_id, a.value, a.z, a.z_oriented, a.peer_mean,
+                   g.z AS z_size_group, g.n_peers AS n_size_peers
+            FROM marts.concern_benchmark AS a
+            LEFT JOIN marts.concern_benchmark AS g
+              ON g.concern_id = a.concern_id AND g.year = a.year AND g.indicator_id = a.indicator_id
+             AND g.peer_group = 'size_group'
+            WHERE a.concern_id = ? AND a.year = ? AND a.peer_group = 'all'""", [concern_id, year])}
 
     def n_indicators_by_year(self) -> dict[int, int]:
         return {r["year"]: r["n"] for r in _rows(self.con, """

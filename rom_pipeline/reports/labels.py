@@ -191,8 +191,9 @@ BIJLAGE_1: list[tuple[str, str]] = [
      "onbenut op een bankrekening' staat. Er wordt geadviseerd om een liquiditeit van ongeveer 100% tot "
      "200% aan te houden. Berekening: vlottende activa / kortlopende schulden (current ratio)."),
     ("Rendement op activa",
-     "Het rendement op activa wordt berekend door de brutomarge (het brutoresultaat) te delen door de "
-     "totale activa. Het is een maatstaf voor de efficiëntie van de instelling."),
+     "Het rendement op activa wordt berekend door het nettoresultaat te delen door de totale activa "
+     "(zoals de cijfers van het oorspronkelijke benchmarkrapport: de tekst daarvan noemt de brutomarge). "
+     "Het is een maatstaf voor de efficiëntie van de instelling."),
     ("Rendement op eigen vermogen",
      "Het rendement op eigen vermogen wordt berekend door het nettoresultaat te delen door het eigen "
      "vermogen. Dit is een ruwe indicatie in hoeverre het eigen vermogen rendabel is geïnvesteerd. Bij een "

@@ -17,10 +17,13 @@ from typing import Any, Iterable
 
 from rom_pipeline.reports import charts, labels
 from rom_pipeline.reports.formatting import (
-    EMPTY, Z_LEGEND, fmt_by_unit, fmt_count, fmt_eur, fmt_n, fmt_number, fmt_pct, fmt_z, z_colour_class,
+    EMPTY, Z_CLASS_NONE, Z_LEGEND, fmt_by_unit, fmt_count, fmt_eur, fmt_n, fmt_number, fmt_pct, fmt_z, z_colour_class,
 )
 
 SUPPRESSED_MARK = "–"
+# A size-group z not computed because too few concerns of the group have a value (below the
+# parameter benchmarks.min_size_group_peers): the concern report says so with this mark.
+SMALL_GROUP_MARK = "n.b."
 # A case-mix category of a therapist attribute (trainee / experienced) must rest on at least this many
 # therapists to be shown in a shared report: one therapist's category is that therapist's result.
 MIN_THERAPISTS_PER_CATEGORY = 2
@@ -160,6 +163,15 @@ def concern_context(src, concern_id: str, year: int, known_years: Iterable[int],
     revenue_rows = [{"label": text, "cells": [fmt_eur(annual(col, y)) for y in years]}
                     for col, text in labels.REVENUE]
 
+    min_group = int(float(src.parameters()["min_size_group_peers"]))
+
+    def group_z(value, z, n_peers, y) -> dict:
+        """The size-group z beside the all-concern z; where the group is too small, say so."""
+        if z is None and value is not None and sizes.get(y, {}).get("size_group") and (n_peers or 0) < min_group:
+            return {"text": SMALL_GROUP_MARK, "cls": Z_CLASS_NONE,
+                    "title": f"benchmarkgroep te klein: {n_peers or 0} concerns met een waarde (minimum {min_group})"}
+        return z_cell(z)
+
     def ratio_rows(spec):
         rows = []
         for code, text in spec:
@@ -167,7 +179,9 @@ def concern_context(src, concern_id: str, year: int, known_years: Iterable[int],
             for y in years:
                 r = ratios.get((y, code))
                 cells.append({"value": fmt_by_unit(r["value"], r["unit"]) if r else EMPTY,
-                              "z": z_cell(r["z"] if r else None)})
+                              "z": z_cell(r["z"] if r else None),
+                              "z_group": group_z(r["value"], r["z_size_group"], r["n_size_peers"], y) if r
+                              else z_cell(None)})
             rows.append({"label": text, "code": code, "cells": cells})
         return rows
 
@@ -183,14 +197,22 @@ def concern_context(src, concern_id: str, year: int, known_years: Iterable[int],
          for y in years],
         (f"gemiddelde alle concerns {year}", [peer_means.get(code) for code, _ in labels.SPENDING]))
 
-    def summary_rows(peer_group: str):
+    def summary_rows():
+        """Per cluster and year: the summary against all concerns and, beside it, within the size group."""
         rows = []
         for cluster, text in labels.CLUSTERS:
             cells = []
             for y in years:
-                r = summary.get((y, peer_group, cluster))
+                r = summary.get((y, "all", cluster))
+                g = summary.get((y, "size_group", cluster))
+                z_group = z_cell(g["summary_z"] if g else None)
+                if g and not g["n_indicators"] and r and r["n_indicators"]:  # scored, but no group z anywhere
+                    z_group = {"text": SMALL_GROUP_MARK, "cls": Z_CLASS_NONE,
+                               "title": f"geen indicator met ten minste {min_group} concerns in de benchmarkgroep"}
                 cells.append({"z": z_cell(r["summary_z"] if r else None),
-                              "n": fmt_count(r["n_indicators"]) if r else EMPTY})
+                              "n": fmt_count(r["n_indicators"]) if r else EMPTY,
+                              "z_group": z_group,
+                              "n_group": fmt_count(g["n_indicators"]) if g else EMPTY})
             rows.append({"label": text, "cells": cells})
         return rows
 
@@ -206,7 +228,9 @@ def concern_context(src, concern_id: str, year: int, known_years: Iterable[int],
                          "lower_is_better": ind["higher_is_better"] is False,
                          "value": fmt_number(mine.get("value"), 2),
                          "mean": fmt_number(mine.get("peer_mean", ind["peer_mean"]), 2),
-                         "z": z_cell(mine.get("z"))})
+                         "z": z_cell(mine.get("z")),
+                         "z_group": group_z(mine.get("value"), mine.get("z_size_group"),
+                                            mine.get("n_size_peers"), year)})
         if rows:
             tables.append({"title": f"Kwaliteit {year}, concern: {labels.CLUSTER_TABLE_TITLES[cluster]}",
                            "rows": rows})
@@ -218,9 +242,13 @@ def concern_context(src, concern_id: str, year: int, known_years: Iterable[int],
         "key_facts": key_facts, "general_rows": general_rows, "revenue_rows": revenue_rows,
         "ratio_rows": ratio_rows(labels.FINANCIAL_RATIOS), "spending_rows": ratio_rows(labels.SPENDING),
         "spending_chart": charts.data_uri(chart),
-        "summary_rows": summary_rows("all"),
-        "summary_size_rows": summary_rows("size_group") if size else [],
+        "summary_rows": summary_rows(),
         "size_text": _size_text(size),
+        "size_groups": [{"year": y, "text": _size_text(sizes.get(y)),
+                         "n": (sizes.get(y) or {}).get("n_group_concerns"),
+                         "too_small": (sizes.get(y) or {}).get("n_group_concerns") is not None
+                         and sizes[y]["n_group_concerns"] < min_group} for y in years],
+        "min_group": min_group, "small_group_mark": SMALL_GROUP_MARK,
         "indicator_tables": tables,
         "n_indicators_by_year": [(y, n_indicators_by_year[y]) for y in years if y in n_indicators_by_year],
         "bijlage_1": labels.BIJLAGE_1, "legend": Z_LEGEND, "notes": notes, "run": run,

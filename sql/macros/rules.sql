@@ -18,3 +18,12 @@ CREATE OR REPLACE TEMP MACRO meets_target(value, comparator, target) AS
 -- and suppression_reason derive from it; reports and exports read the flag.
 CREATE OR REPLACE TEMP MACRO small_number_reason(n) AS
     CASE WHEN n < getvariable('min_n') THEN 'n_below_min_n' END;
+
+-- The last day of a period of marts.indicators ('2025-07', '2025-Q3', '2025').
+CREATE OR REPLACE TEMP MACRO period_end(period_type, period) AS
+    CASE period_type
+        WHEN 'month' THEN last_day(strptime(period || '-01', '%Y-%m-%d'))::DATE
+        WHEN 'quarter' THEN (make_date(CAST(left(period, 4) AS INTEGER), CAST(right(period, 1) AS INTEGER) * 3, 1)
+                             + INTERVAL 1 MONTH - INTERVAL 1 DAY)::DATE
+        WHEN 'year' THEN make_date(CAST(period AS INTEGER), 12, 31)
+    END;

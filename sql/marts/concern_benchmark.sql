@@ -3,7 +3,8 @@
 --   peer_group 'all'        all concerns with a value for that indicator that year;
 --   peer_group 'size_group' the concerns of the same size group (revenue class, see
 --                           marts.concern_size_groups) that year. A concern without an
---                           annual report has no size group and so no such row.
+--                           annual report has no size group and so no such row. With
+--                           fewer peers than benchmarks.min_size_group_peers: no z.
 -- Indicators: the supplied ones (staging.quality_indicators, clusters CQ / kernset / FP)
 -- plus the ROM indicators this pipeline computes per concern and year (the indicator
 -- catalogue's entries with a cluster, with the catalogue's direction).
@@ -35,7 +36,9 @@ supplied_indicators AS (
 
 -- The concern's own value is the mean of its locations (seed 000), at year level.
 -- Suppressed figures (fewer than min_n episodes) are left out: a published z-score
--- must not rest on them.
+-- must not rest on them. So is a year that is still running (its export date lies
+-- before 31 December) unless benchmark_running_year is set: part of a year is not
+-- comparable with whole years.
 rom_indicators AS (
     SELECT
         i.concern_id,
@@ -53,6 +56,8 @@ rom_indicators AS (
       AND i.period_type = 'year'
       AND i.aggregation = 'mean_of_locations'
       AND NOT coalesce(i.suppressed, false)
+      -- A year still running is left out unless the deployment includes it.
+      AND (i.is_complete_period OR getvariable('benchmark_running_year'))
       AND i.concern_id IS NOT NULL
 ),
 
@@ -100,8 +105,11 @@ scored AS (
     SELECT
         concern_id, year, indicator_id, indicator_name, cluster, higher_is_better, value, n,
         source, peer_group, size_group, peer_mean, peer_sd, n_peers,
-        -- At least two peers and a real spread (below 1e-9 of the mean is rounding noise).
-        CASE WHEN n_peers >= 2 AND peer_sd > 1e-9 * greatest(1, abs(peer_mean))
+        -- At least two peers and a real spread (below 1e-9 of the mean is rounding noise);
+        -- in a size group at least benchmarks.min_size_group_peers peers (two give +-0.71).
+        CASE WHEN n_peers >= CASE WHEN peer_group = 'size_group'
+                                  THEN greatest(2, getvariable('min_size_group_peers')) ELSE 2 END
+              AND peer_sd > 1e-9 * greatest(1, abs(peer_mean))
              THEN (value - peer_mean) / peer_sd
         END AS z
     FROM peer_statistics

@@ -2,21 +2,23 @@
 -- of every concern and year with an annual report. One definition, used by
 -- marts.financial_ratios, marts.concern_benchmark and marts.concern_summary.
 --
--- Classes are bounded by revenue_total in euro. Default bounds 1, 10 and 100
--- million give four classes a decade apart (size_1: < EUR 1 M, size_2: 1-10 M,
--- size_3: 10-100 M, size_4: >= 100 M): Dutch mental-health concerns range from
--- care farms with a few hundred thousand euro (the seed's concern: EUR 171,342)
--- to institutions of several hundred million, so decades separate them better
--- than equal widths, and fixed bounds keep a concern's group stable when other
--- concerns come and go (quantile classes would not). A user overrides the
--- bounds with the DuckDB variable size_class_bounds_eur (a sorted list).
--- A lower bound belongs to its class: EUR 1,000,000 is size_2.
--- A concern without revenue_total that year has no size group (NULL).
+-- Classes are bounded by revenue_total in euro: the parameter
+-- benchmarks.size_class_bounds_eur (rom_pipeline/parameters.yaml, with its source;
+-- default 1, 10 and 100 million: size_1 < EUR 1 M, size_2 1-10 M, size_3 10-100 M,
+-- size_4 >= 100 M). k sorted bounds give k + 1 classes; a lower bound belongs to
+-- its class (EUR 1,000,000 is size_2). A concern without revenue_total that year has
+-- no size group (NULL). n_group_concerns counts the concerns of the group that year:
+-- below benchmarks.min_size_group_peers no size-group z is computed (the z-scores
+-- count the peers with a value per ratio or indicator, which can be fewer).
 WITH size_class_bounds AS (
-    SELECT coalesce(
-        CAST(getvariable('size_class_bounds_eur') AS DOUBLE[]),
-        [1000000.0, 10000000.0, 100000000.0]
-    ) AS bounds
+    SELECT CASE
+        WHEN bounds IS NULL OR len(bounds) = 0 OR list_sort(bounds) <> bounds
+             OR list_filter(bounds, lambda b: b IS NULL OR b <= 0) <> []
+        THEN error('parameter benchmarks.size_class_bounds_eur must be a non-empty list of positive euro '
+                   || 'amounts in increasing order, got ' || coalesce(CAST(bounds AS VARCHAR), 'nothing'))
+        ELSE bounds
+    END AS bounds
+    FROM (SELECT CAST(getvariable('size_class_bounds_eur') AS DOUBLE[]) AS bounds)
 ),
 
 concern_revenue AS (
@@ -44,6 +46,9 @@ SELECT
     revenue_total,
     'size_' || class_index AS size_group,
     CASE WHEN class_index > 1 THEN bounds[class_index - 1] END AS size_group_min_eur,
-    CASE WHEN class_index <= len(bounds) THEN bounds[class_index] END AS size_group_max_eur
+    CASE WHEN class_index <= len(bounds) THEN bounds[class_index] END AS size_group_max_eur,
+    CASE WHEN class_index IS NOT NULL
+         THEN count(*) OVER (PARTITION BY year, class_index)
+    END AS n_group_concerns
 FROM classified
 ORDER BY concern_id, year

@@ -1,6 +1,7 @@
 -- marts.financial_ratios: the financial ratios of seed 001 (bijlage 1) per concern
 -- and year, each with its z-score against all concerns that year and against the
--- concern's size group. Formulas, units and every choice: docs/benchmark-rules.md.
+-- concern's size group (only with at least benchmarks.min_size_group_peers peers with a
+-- value in the group). Formulas, units and every choice: docs/benchmark-rules.md.
 --
 -- Units: percent as 61.33 (not 0.6133), euro as euro, plain ratios as numbers
 -- (column unit). A ratio whose inputs are missing or whose denominator is zero is
@@ -75,8 +76,11 @@ ratios_wide AS (
         a.equity / NULLIF(a.revenue_total, 0) * 100 AS resistance_capacity,
         a.total_assets / NULLIF(a.revenue_total, 0) AS capital_intensity,
         a.current_assets / NULLIF(a.current_liabilities, 0) * 100 AS liquidity,
-        -- "brutomarge / totale activa": the gross result, as in the spending table.
-        o.gross_result / NULLIF(a.total_assets, 0) * 100 AS return_on_assets,
+        -- Figures over prose: bijlage 1 says "brutomarge / totale activa", but the seed's
+        -- figures are the net result over total assets: 2011 2.5% (the gross result would
+        -- give 2.4%), and blank in 2013, where the gross result is printed (3.5%) and only
+        -- the net result is blank. See docs/benchmark-rules.md.
+        a.net_result / NULLIF(a.total_assets, 0) * 100 AS return_on_assets,
         a.net_result / NULLIF(a.equity, 0) * 100 AS return_on_equity,
         -- EBITDA = gross result (before interest and tax) + depreciation, as a share of
         -- revenue like the seed's 1.0% / 8.2% / 3.5%. Allocations (dotaties) are
@@ -192,7 +196,10 @@ SELECT
     size_peer_mean,
     size_peer_sd,
     n_size_peers,
-    CASE WHEN n_size_peers >= 2 AND size_peer_sd > 1e-9 * greatest(1, abs(size_peer_mean))
+    -- Size-group z only in a group large enough to mean something (parameter
+    -- benchmarks.min_size_group_peers: two peers always give +-0.71).
+    CASE WHEN n_size_peers >= greatest(2, getvariable('min_size_group_peers'))
+          AND size_peer_sd > 1e-9 * greatest(1, abs(size_peer_mean))
          THEN (value - size_peer_mean) / size_peer_sd
     END AS z_size_group
 FROM peer_statistics

@@ -217,43 +217,6 @@ episode_statistics AS (
     JOIN indicator_definitions AS d ON d.indicator = c.indicator
 ),
 
-location_means AS (
-    -- aggregation 'mean_of_locations' (seed 000: the organisation's score is the
-    -- mean of its locations' scores): every location weighs the same, whatever
-    -- its size. At level 'all' it is the mean over all locations of all
-    -- concerns. A location without a value for the indicator (n = 0) does not
-    -- take part. n = the episodes behind the mean (sum over its locations),
-    -- n_units = the locations behind it. A count (n_closed) is not a score:
-    -- it has no mean over locations.
-    SELECT
-        CASE WHEN grouping(concern_id) = 0 THEN 'concern' ELSE 'all' END AS level,
-        concern_id,
-        CASE WHEN grouping(concern_id) = 0 THEN concern_id ELSE 'all' END AS unit_id,
-        period_type,
-        period,
-        'total' AS dimension,
-        'total' AS category,
-        indicator,
-        'mean_of_locations' AS aggregation,
-        sum(n)::BIGINT AS n,
-        count(value) AS n_units,
-        avg(value) AS value,
-        NULL::BIGINT AS numerator,
-        stddev_samp(value) AS sd
-    FROM episode_statistics
-    WHERE level = 'location' AND dimension = 'total'
-      AND indicator IN (SELECT indicator FROM indicator_definitions WHERE kind <> 'count')
-    GROUP BY GROUPING SETS (
-        (period_type, period, indicator, concern_id),
-        (period_type, period, indicator)
-    )
-),
-
-statistics AS (
-    SELECT * FROM episode_statistics
-    UNION ALL
-    SELECT * FROM location_means
-),
 
 -- BEGIN confidence quantiles ------------------------------------------------
 -- DuckDB has no normal or t quantile function. z: Acklam's rational
@@ -297,9 +260,7 @@ normal_quantile AS (
 ),
 
 degrees_of_freedom AS (
-    SELECT DISTINCT n - 1 AS df FROM statistics WHERE aggregation = 'episodes' AND n >= 2
-    UNION
-    SELECT DISTINCT n_units - 1 AS df FROM statistics WHERE aggregation = 'mean_of_locations' AND n_units >= 2
+    SELECT DISTINCT n - 1 AS df FROM episode_statistics WHERE n >= 2
 ),
 
 t_quantiles AS (
@@ -319,31 +280,229 @@ t_quantiles AS (
 ),
 -- END confidence quantiles --------------------------------------------------
 
-intervals AS (
+episode_intervals AS (
+    -- Wilson for percentages, t for means; raw_ci_* unclipped, se = the half-width / z
+    -- (what a location brings to the interval of a mean of locations).
     SELECT
-        s.*,
-        d.kind,
-        d.lower_bound,
-        d.upper_bound,
-        z.confidence_level,
+        *,
         CASE
-            WHEN d.kind = 'count' OR s.value IS NULL THEN NULL
-            WHEN s.aggregation = 'mean_of_locations' THEN 't_over_locations'
-            WHEN d.kind = 'percentage' THEN 'wilson'
-            ELSE 't'
-        END AS ci_method,
-        -- Wilson score interval on the proportion p = value / 100.
-        (s.value / 100 + z.z ^ 2 / (2 * s.n)) / (1 + z.z ^ 2 / s.n) AS wilson_centre,
-        z.z / (1 + z.z ^ 2 / s.n)
-            * sqrt((s.value / 100) * (1 - s.value / 100) / s.n + z.z ^ 2 / (4 * s.n ^ 2)) AS wilson_half_width,
-        -- t interval: value +- t(df) * sd / sqrt(sample size); the sample is the
-        -- episodes, or for mean_of_locations the locations.
-        t.t * s.sd / sqrt(CASE WHEN s.aggregation = 'mean_of_locations' THEN s.n_units ELSE s.n END) AS t_half_width
-    FROM statistics AS s
-    JOIN indicator_definitions AS d ON d.indicator = s.indicator
-    CROSS JOIN normal_quantile AS z
-    LEFT JOIN t_quantiles AS t
-      ON t.df = CASE WHEN s.aggregation = 'mean_of_locations' THEN s.n_units ELSE s.n END - 1
+            WHEN kind = 'percentage' THEN (raw_ci_high - raw_ci_low) / 2 / z
+            WHEN kind = 'mean' THEN t_half_width / t
+        END AS se
+    FROM (
+        SELECT
+            s.*,
+            d.kind,
+            d.lower_bound,
+            d.upper_bound,
+            z.z,
+            t.t,
+            z.confidence_level,
+            CASE
+                WHEN d.kind = 'count' OR s.value IS NULL THEN NULL
+                WHEN d.kind = 'percentage' THEN 'wilson'
+                ELSE 't'
+            END AS ci_method,
+            t.t * s.sd / sqrt(s.n) AS t_half_width,
+            -- Wilson score interval on the proportion p = value / 100; it always contains
+            -- the observed proportion (least/greatest remove floating-point noise at 0 and 100).
+            CASE WHEN d.kind = 'percentage' AND s.n > 0 THEN least(100 * (
+                (s.value / 100 + z.z ^ 2 / (2 * s.n)) / (1 + z.z ^ 2 / s.n)
+                - z.z / (1 + z.z ^ 2 / s.n) * sqrt((s.value / 100) * (1 - s.value / 100) / s.n + z.z ^ 2 / (4 * s.n ^ 2))
+            ), s.value)
+                 WHEN d.kind = 'mean' THEN s.value - t.t * s.sd / sqrt(s.n)
+            END AS raw_ci_low,
+            CASE WHEN d.kind = 'percentage' AND s.n > 0 THEN greatest(100 * (
+                (s.value / 100 + z.z ^ 2 / (2 * s.n)) / (1 + z.z ^ 2 / s.n)
+                + z.z / (1 + z.z ^ 2 / s.n) * sqrt((s.value / 100) * (1 - s.value / 100) / s.n + z.z ^ 2 / (4 * s.n ^ 2))
+            ), s.value)
+                 WHEN d.kind = 'mean' THEN s.value + t.t * s.sd / sqrt(s.n)
+            END AS raw_ci_high
+        FROM episode_statistics AS s
+        JOIN indicator_definitions AS d ON d.indicator = s.indicator
+        CROSS JOIN normal_quantile AS z
+        LEFT JOIN t_quantiles AS t ON t.df = s.n - 1
+    ) AS with_intervals
+),
+
+-- BEGIN suppression ----------------------------------------------------------
+-- Decided once, here, for every figure; every published table, report and export
+-- reads the flag (docs/outcome-rules.md, "Suppression").
+therapists_per_experience AS (
+    -- A trainee / experienced category that rests on fewer than
+    -- min_therapists_per_category therapists is one therapist's result (seed 000:
+    -- seen by their location manager only).
+    SELECT
+        concern_id,
+        CASE WHEN grouping(location_id) = 0 THEN 'location' ELSE 'concern' END AS level,
+        CASE WHEN grouping(location_id) = 0 THEN location_id ELSE concern_id END AS unit_id,
+        p.period_type AS period_type,
+        p.period AS period,
+        therapist_experience AS category,
+        count(DISTINCT therapist_id) AS n_therapists
+    FROM closed_episodes
+    CROSS JOIN LATERAL (VALUES ('quarter', end_quarter), ('year', end_year)) AS p(period_type, period)
+    GROUP BY GROUPING SETS (
+        (concern_id, location_id, p.period_type, p.period, therapist_experience),
+        (concern_id, p.period_type, p.period, therapist_experience)
+    )
+),
+
+own_reasons AS (
+    -- Primary suppression, on the figure's own numbers: fewer than min_n episodes; a
+    -- percentage whose numerator, or whose complement (n - numerator), is a count from 1
+    -- to min_count_published - 1 (value x n would give that count back); one therapist's
+    -- category.
+    SELECT
+        i.*,
+        th.n_therapists,
+        coalesce(
+            small_number_reason(i.n),
+            CASE WHEN i.kind = 'percentage'
+                  AND (i.numerator BETWEEN 1 AND getvariable('min_count_published') - 1
+                       OR i.n - i.numerator BETWEEN 1 AND getvariable('min_count_published') - 1)
+                 THEN 'small_count' END,
+            CASE WHEN th.n_therapists < getvariable('min_therapists_per_category')
+                 THEN 'therapists_below_min' END
+        ) AS reason
+    FROM episode_intervals AS i
+    LEFT JOIN therapists_per_experience AS th
+      ON i.dimension = 'therapist_experience' AND th.concern_id = i.concern_id AND th.level = i.level
+     AND th.unit_id = i.unit_id AND th.period_type = i.period_type AND th.period = i.period
+     AND th.category = i.category
+),
+
+{#- Complementary suppression in rounds: hiding a sibling for one total can leave another
+    total (over the other hierarchy) with exactly one hidden part. Two rounds of both passes
+    leave only totals whose one hidden part has no shown sibling to hide with it (a unit
+    with a single category); a third round changes nothing on the sample. The check
+    no_single_hidden_part lists what remains. #}
+{%- set rounds = 2 %}
+{%- for round in range(1, rounds + 1) %}
+{%- set previous = "own_reasons" if round == 1 else "after_categories_" ~ (round - 1) %}
+after_levels_{{ round }} AS (
+    -- Complementary suppression over the levels: a shown parent (a concern; all
+    -- concerns) with exactly one hidden part (a location; a concern) would give that
+    -- part back by subtraction (parent n and numerator minus the shown parts), so the
+    -- smallest shown sibling is hidden too. Per dimension and category alike.
+    SELECT
+        r.* EXCLUDE (hidden_parts, smallest_shown) REPLACE (coalesce(r.reason, CASE
+            WHEN r.hidden_parts = 1 AND r.smallest_shown = 1 AND r.n > 0 AND parent.reason IS NULL
+            THEN 'complementary' END) AS reason)
+    FROM (
+        SELECT
+            *,
+            count(*) FILTER (WHERE reason IS NOT NULL AND n > 0) OVER siblings AS hidden_parts,
+            row_number() OVER (siblings ORDER BY reason IS NOT NULL OR n = 0, n, unit_id) AS smallest_shown
+        FROM {{ previous }}
+        WINDOW siblings AS (PARTITION BY level, CASE WHEN level = 'location' THEN concern_id END,
+                                         period_type, period, dimension, category, indicator)
+    ) AS r
+    LEFT JOIN {{ previous }} AS parent
+      ON parent.level = CASE r.level WHEN 'location' THEN 'concern' WHEN 'concern' THEN 'all' END
+     AND parent.unit_id = CASE r.level WHEN 'location' THEN r.concern_id ELSE 'all' END
+     AND parent.period_type = r.period_type AND parent.period = r.period AND parent.dimension = r.dimension
+     AND parent.category = r.category AND parent.indicator = r.indicator
+),
+
+after_categories_{{ round }} AS (
+    -- The same over the categories of a breakdown: a unit's shown total with exactly
+    -- one hidden category gives that category back.
+    SELECT
+        r.* EXCLUDE (hidden_parts, smallest_shown) REPLACE (coalesce(r.reason, CASE
+            WHEN r.dimension <> 'total' AND r.hidden_parts = 1 AND r.smallest_shown = 1 AND r.n > 0
+             AND total.reason IS NULL
+            THEN 'complementary' END) AS reason)
+    FROM (
+        SELECT
+            *,
+            count(*) FILTER (WHERE reason IS NOT NULL AND n > 0) OVER categories AS hidden_parts,
+            row_number() OVER (categories ORDER BY reason IS NOT NULL OR n = 0, n, category) AS smallest_shown
+        FROM after_levels_{{ round }}
+        WINDOW categories AS (PARTITION BY level, concern_id, unit_id, period_type, period, dimension, indicator)
+    ) AS r
+    LEFT JOIN after_levels_{{ round }} AS total
+      ON r.dimension <> 'total' AND total.dimension = 'total' AND total.level = r.level
+     AND total.concern_id IS NOT DISTINCT FROM r.concern_id AND total.unit_id = r.unit_id
+     AND total.period_type = r.period_type AND total.period = r.period AND total.indicator = r.indicator
+),
+{% endfor %}
+suppressed_statistics AS (
+    SELECT * EXCLUDE (reason), reason AS suppression_reason
+    FROM after_categories_{{ rounds }}
+),
+-- END suppression ------------------------------------------------------------
+
+location_means AS (
+    -- aggregation 'mean_of_locations' (seed 000: the organisation's score is the
+    -- mean of its locations' scores): every location weighs the same, whatever its
+    -- size. Decision: the mean is over the locations whose own figure is shown (not
+    -- suppressed): a hidden location's value would come back from the mean, and it is
+    -- unreliable by definition. At level 'all': over the shown locations of all
+    -- concerns. n = the episodes behind the mean, n_units = the locations. A count
+    -- (n_closed) is not a score: it has no mean over locations. The interval reflects
+    -- the episodes behind the mean: the locations' standard errors (their own
+    -- intervals' half-width / z), se = sqrt(sum se_i^2) / n_units, value +- z se.
+    SELECT
+        CASE WHEN grouping(concern_id) = 0 THEN 'concern' ELSE 'all' END AS level,
+        concern_id,
+        CASE WHEN grouping(concern_id) = 0 THEN concern_id ELSE 'all' END AS unit_id,
+        period_type,
+        period,
+        'total' AS dimension,
+        'total' AS category,
+        indicator,
+        'mean_of_locations' AS aggregation,
+        coalesce(sum(n) FILTER (WHERE shown), 0)::BIGINT AS n,
+        count(*) FILTER (WHERE shown) AS n_units,
+        avg(value) FILTER (WHERE shown) AS value,
+        NULL::BIGINT AS numerator,
+        stddev_samp(value) FILTER (WHERE shown) AS sd,
+        -- NULL when a location has no standard error (one episode): no honest interval.
+        CASE WHEN count(se) FILTER (WHERE shown) = count(*) FILTER (WHERE shown)
+             THEN sqrt(sum(se * se) FILTER (WHERE shown)) / count(*) FILTER (WHERE shown) END AS se,
+        any_value(kind) AS kind,
+        any_value(lower_bound) AS lower_bound,
+        any_value(upper_bound) AS upper_bound,
+        any_value(z) AS z,
+        any_value(confidence_level) AS confidence_level
+    FROM (
+        SELECT *, suppression_reason IS NULL AND value IS NOT NULL AS shown
+        FROM suppressed_statistics
+        WHERE level = 'location' AND dimension = 'total' AND kind <> 'count'
+    ) AS locations
+    GROUP BY GROUPING SETS (
+        (period_type, period, indicator, concern_id),
+        (period_type, period, indicator)
+    )
+),
+
+data_dates AS (
+    -- The date each concern's figures describe: the export date of the delivery its
+    -- episodes come from. A period that ends after it is still running.
+    SELECT e.concern_id, max(d.export_date) AS export_date
+    FROM (SELECT DISTINCT concern_id, delivery_id FROM marts.episode_outcomes) AS e
+    JOIN audit.deliveries AS d ON d.delivery_id = e.delivery_id
+    GROUP BY e.concern_id
+),
+
+statistics AS (
+    SELECT
+        level, concern_id, unit_id, period_type, period, dimension, category, indicator, aggregation,
+        value, n, n_units, numerator, sd, ci_method, confidence_level, lower_bound, upper_bound,
+        raw_ci_low, raw_ci_high, n_therapists, suppression_reason
+    FROM suppressed_statistics
+    UNION ALL
+    SELECT
+        level, concern_id, unit_id, period_type, period, dimension, category, indicator, aggregation,
+        value, n, n_units, numerator, sd,
+        CASE WHEN value IS NOT NULL AND se IS NOT NULL THEN 'normal_over_locations' END AS ci_method,
+        confidence_level, lower_bound, upper_bound,
+        value - z * se AS raw_ci_low,
+        value + z * se AS raw_ci_high,
+        NULL::BIGINT AS n_therapists,
+        small_number_reason(n) AS suppression_reason
+    FROM location_means
 )
 
 SELECT
@@ -366,22 +525,13 @@ SELECT
     CASE WHEN raw_ci_low IS NOT NULL THEN greatest(raw_ci_low, coalesce(lower_bound, raw_ci_low)) END AS ci_low,
     CASE WHEN raw_ci_high IS NOT NULL THEN least(raw_ci_high, coalesce(upper_bound, raw_ci_high)) END AS ci_high,
     ci_method,
-    confidence_level
-FROM (
-    SELECT
-        *,
-        CASE ci_method
-            -- The Wilson interval always contains the observed proportion;
-            -- least/greatest remove floating-point noise at 0% and 100%.
-            WHEN 'wilson' THEN least(100 * (wilson_centre - wilson_half_width), value)
-            WHEN 't' THEN value - t_half_width
-            WHEN 't_over_locations' THEN value - t_half_width
-        END AS raw_ci_low,
-        CASE ci_method
-            WHEN 'wilson' THEN greatest(100 * (wilson_centre + wilson_half_width), value)
-            WHEN 't' THEN value + t_half_width
-            WHEN 't_over_locations' THEN value + t_half_width
-        END AS raw_ci_high
-    FROM intervals
-) AS raw_intervals
+    confidence_level,
+    suppression_reason IS NOT NULL AS suppressed,
+    suppression_reason,
+    n_therapists,
+    -- All concerns together: complete when complete for every concern.
+    period_end(period_type, period)
+        <= coalesce(dd.export_date, (SELECT min(export_date) FROM data_dates)) AS is_complete_period
+FROM statistics
+LEFT JOIN data_dates AS dd USING (concern_id)
 ORDER BY dimension, level, concern_id, unit_id, period_type, period, category, indicator, aggregation

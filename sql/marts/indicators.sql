@@ -2,8 +2,8 @@
 -- concern and all concerns, per month, quarter and year of the episodes'
 -- end_date; the columns up to suppressed are the published interface
 -- (architecture.md). The statistics come from marts.indicator_aggregates;
--- this model adds the targets (seed 000, from the indicator catalogue) and the
--- small-number flag with its reason (macro small_number_reason).
+-- this model adds the targets (seed 000, from the indicator catalogue); the
+-- suppression flag and its reason are decided there, once.
 --
 -- aggregation: 'episodes' = every closed episode weighs the same;
 -- 'mean_of_locations' (levels concern and all) = every location weighs the same
@@ -28,7 +28,10 @@ indicator_statistics AS (
         numerator,
         sd,
         ci_method,
-        confidence_level
+        confidence_level,
+        suppressed,
+        suppression_reason,
+        is_complete_period
     FROM marts.indicator_aggregates
     WHERE dimension = 'total'
 ),
@@ -52,9 +55,10 @@ SELECT
     s.ci_high,
     t.target,
     meets_target(s.value, t.comparator, t.target) AS target_met,
-    small_number_reason(s.n) IS NOT NULL AS suppressed,
+    s.suppressed,
     -- extras
-    small_number_reason(s.n) AS suppression_reason,
+    s.suppression_reason,
+    s.is_complete_period,
     t.comparator AS target_comparator,
     s.n_units,
     s.numerator,

@@ -19,7 +19,9 @@ WITH unit_indicators AS (
         CASE d.kind WHEN 'percentage' THEN 'proportion' WHEN 'mean' THEN 'mean' END AS value_type,
         CAST(i.value AS DOUBLE) AS value,
         i.n, i.ci_low, i.ci_high, i.target, i.target_met,
-        coalesce(i.suppressed, false) AS suppressed
+        coalesce(i.suppressed, false) AS suppressed,
+        i.suppression_reason,
+        i.is_complete_period
     FROM marts.indicators AS i
     JOIN config.indicator_catalogue AS d ON d.indicator = i.indicator
     WHERE i.level IN ('location', 'therapist')
@@ -28,7 +30,7 @@ WITH unit_indicators AS (
 
 benchmarked_units AS (
     SELECT concern_id, level, unit_id, period_type, period, indicator, value_type, value, n,
-           ci_low, ci_high, target, target_met, suppressed
+           ci_low, ci_high, target, target_met, suppressed, suppression_reason, is_complete_period
     FROM unit_indicators
     WHERE value_type IS NOT NULL
 ),
@@ -78,7 +80,8 @@ funnel_centres AS (
 compared AS (
     SELECT
         u.concern_id, u.level, u.unit_id, u.period_type, u.period, u.indicator, u.value_type,
-        u.value, u.n, u.ci_low, u.ci_high, u.suppressed, u.target, u.target_met,
+        u.value, u.n, u.ci_low, u.ci_high, u.suppressed, u.suppression_reason, u.is_complete_period,
+        u.target, u.target_met,
         o.organisation_value,
         u.value - o.organisation_value AS deviation,
         p.peer_mean, p.peer_sd, p.n_peers,
@@ -109,8 +112,8 @@ compared AS (
 funnel_limits AS (
     SELECT
         concern_id, level, unit_id, period_type, period, indicator, value_type, value, n,
-        ci_low, ci_high, suppressed, target, target_met, organisation_value, deviation,
-        peer_mean, peer_sd, n_peers, z, funnel_centre, funnel_sd,
+        ci_low, ci_high, suppressed, suppression_reason, is_complete_period, target, target_met,
+        organisation_value, deviation, peer_mean, peer_sd, n_peers, z, funnel_centre, funnel_sd,
         funnel_centre - 1.959964 * funnel_sd / sqrt(NULLIF(n, 0)) AS low_95,
         funnel_centre + 1.959964 * funnel_sd / sqrt(NULLIF(n, 0)) AS high_95,
         funnel_centre - 3.090232 * funnel_sd / sqrt(NULLIF(n, 0)) AS low_998,
@@ -138,6 +141,8 @@ SELECT
     target,
     target_met,
     suppressed,
+    suppression_reason,
+    is_complete_period,
     value_type,
     funnel_centre,
     funnel_sd,

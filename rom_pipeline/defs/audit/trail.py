@@ -33,7 +33,11 @@ DDL = [
         git_commit VARCHAR, source_sha256 VARCHAR NOT NULL, parameters_json VARCHAR NOT NULL,
         parameters_sha256 VARCHAR NOT NULL, sql_files_json VARCHAR NOT NULL, inputs_fingerprint VARCHAR NOT NULL,
         manifests_fingerprint VARCHAR NOT NULL, refresh VARCHAR, concerns_recomputed VARCHAR,
-        figures_new BIGINT, figures_changed BIGINT, figures_removed BIGINT)""",
+        figures_new BIGINT, figures_changed BIGINT, figures_removed BIGINT, missing_concerns VARCHAR,
+        key_fingerprint VARCHAR)""",
+    # set by ingest (issue 10, items 6 and 7); added to work databases from before
+    "ALTER TABLE audit.runs ADD COLUMN IF NOT EXISTS missing_concerns VARCHAR",
+    "ALTER TABLE audit.runs ADD COLUMN IF NOT EXISTS key_fingerprint VARCHAR",
     """CREATE TABLE IF NOT EXISTS audit.run_inputs (
         run_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, concern_id VARCHAR, delivery_id VARCHAR NOT NULL,
         export_id VARCHAR, exported_at TIMESTAMPTZ, manifest_sha256 VARCHAR, file_name VARCHAR NOT NULL,
@@ -172,14 +176,17 @@ def _latest(table: str, key: str, columns: str) -> str:
         QUALIFY r.run_seq = max(r.run_seq) OVER (PARTITION BY v.{key})"""
 
 
-# Significant digits at which two versions of a figure count as the same value. The last
-# bits of a sum of doubles depend on how DuckDB's threads split the work, so a figure
-# recomputed from unchanged data can differ in its 16th digit; that is not a change.
-COMPARE_DIGITS = 9
+# Decimals at which two versions of a figure count as the same value. The last bits of a
+# sum of doubles depend on how DuckDB's threads split the work, so a figure recomputed from
+# unchanged data can differ in its 16th digit; that is not a change. Fixed decimals, not
+# significant digits or a relative tolerance: near zero (a deviation or z of 1.4e-15 one night,
+# -7.1e-15 the next) both would see a change. Six decimals is finer than anything a report or
+# export shows (one or two) and coarser than any noise on these magnitudes.
+COMPARE_DECIMALS = 6
 
 
 def _canonical_hash(con, table: str) -> str:
-    """SHA-256 of the row's values, floating-point columns at COMPARE_DIGITS significant digits.
+    """SHA-256 of the row's values, floating-point columns at COMPARE_DECIMALS decimals (-0 as 0, NULL as NULL).
 
     Values joined by a unit separator (NULL as a NUL character) rather than JSON: three times
     faster on the hundreds of thousands of figures a night publishes.
@@ -191,7 +198,8 @@ def _canonical_hash(con, table: str) -> str:
     for col, typ in cols:
         value = f't."{col}"'
         if typ in ("DOUBLE", "FLOAT", "REAL") or typ.startswith("DECIMAL"):
-            value = f"printf('%.{COMPARE_DIGITS}g', {value}::DOUBLE)"
+            rounded = f"round({value}::DOUBLE, {COMPARE_DECIMALS})"
+            value = f"printf('%.{COMPARE_DECIMALS}f', CASE WHEN {rounded} = 0 THEN 0.0 ELSE {rounded} END)"
         else:
             value = f"{value}::VARCHAR"
         fields.append(f"coalesce({value}, chr(0))")

@@ -18,7 +18,7 @@ import pyarrow as pa
 from rom_pipeline.lib.delivered_files import BadHeader, ReadStats, UnreadableFile, read_delivered_file
 from rom_pipeline.lib.manifest import (DeliveredFile, DeliveryRejected, Manifest, discover_manifests,
                                        read_manifest, sha256_of_file)
-from rom_pipeline.lib.pseudonym import pseudonymise_array
+from rom_pipeline.lib.pseudonym import key_fingerprint, pseudonymise_array
 from schemas.contract import FILES
 from schemas.reference import REFERENCE_FILES
 
@@ -51,7 +51,10 @@ def ensure_tables(con) -> None:
     con.execute("""CREATE TABLE IF NOT EXISTS audit.deliveries (
         delivery_id VARCHAR PRIMARY KEY, concern_id VARCHAR, export_id VARCHAR, exported_at TIMESTAMPTZ,
         export_date DATE, status VARCHAR NOT NULL, reason VARCHAR, manifest_sha256 VARCHAR,
-        contract_version VARCHAR, concern_name VARCHAR, source_system VARCHAR, rows_read BIGINT)""")
+        contract_version VARCHAR, concern_name VARCHAR, source_system VARCHAR, rows_read BIGINT,
+        key_fingerprint VARCHAR)""")
+    # work databases from before the pseudonym-key fingerprint (issue 10, item 6)
+    con.execute("ALTER TABLE audit.deliveries ADD COLUMN IF NOT EXISTS key_fingerprint VARCHAR")
     con.execute("""CREATE TABLE IF NOT EXISTS audit.delivery_files (
         delivery_id VARCHAR NOT NULL, file_name VARCHAR NOT NULL, logical_file VARCHAR NOT NULL,
         format VARCHAR NOT NULL, sha256 VARCHAR NOT NULL, rows_in_manifest BIGINT, rows_read BIGINT NOT NULL,
@@ -64,6 +67,8 @@ class IngestSummary:
     rejected: dict[str, str] = field(default_factory=dict)
     unchanged: list[str] = field(default_factory=list)
     rows_read: int = 0
+    # concern -> its current delivery, for concerns with no manifest under the export root any more
+    missing_concerns: dict[str, str] = field(default_factory=dict)
 
 
 def _delete_delivery(con, delivery_id: str) -> None:
@@ -105,12 +110,17 @@ def _load_file(con, delivery_id: str, concern_id: str | None, f: DeliveredFile, 
         raise DeliveryRejected(f"{f.name}: unreadable ({exc})") from None
     except (pa.ArrowInvalid, OSError) as exc:
         raise DeliveryRejected(f"{f.name}: unreadable ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+    except UnicodeError as exc:  # a reader let text through that cannot be stored: this delivery only
+        raise DeliveryRejected(f"{f.name}: unreadable ({exc.__class__.__name__}: {exc.reason})") from None
     withheld = "client_id" in columns
     if stats.rejected:
-        con.executemany(
-            "INSERT INTO raw.rejected_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(delivery_id, concern_id, f.name, f.logical, r.source_row_number, r.reason, r.detail,
-              WITHHELD if withheld else r.raw_text) for r in stats.rejected])
+        try:
+            con.executemany(
+                "INSERT INTO raw.rejected_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(delivery_id, concern_id, f.name, f.logical, r.source_row_number, r.reason, r.detail,
+                  WITHHELD if withheld else r.raw_text) for r in stats.rejected])
+        except UnicodeError as exc:
+            raise DeliveryRejected(f"{f.name}: a rejected row's text cannot be stored ({exc.reason})") from None
     return stats
 
 
@@ -144,15 +154,17 @@ def _load_delivery(con, manifest: Manifest, key: bytes) -> int:
 
 
 def _record(con, delivery_id: str, status: str, reason: str | None, manifest: Manifest | None,
-            manifest_sha: str | None, fallback: dict, rows: int | None) -> None:
+            manifest_sha: str | None, fallback: dict, rows: int | None, fingerprint: str | None = None) -> None:
     con.execute("DELETE FROM audit.deliveries WHERE delivery_id = ?", [delivery_id])
     m = manifest
     con.execute(
-        "INSERT INTO audit.deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit.deliveries (delivery_id, concern_id, export_id, exported_at, export_date, status, "
+        "reason, manifest_sha256, contract_version, concern_name, source_system, rows_read, key_fingerprint) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [delivery_id, m.concern_id if m else fallback.get("concern_id"), m.export_id if m else fallback.get("export_id"),
          m.exported_at if m else None, m.export_date if m else None, status, reason, manifest_sha,
          m.contract_version if m else fallback.get("contract_version"), m.concern_name if m else None,
-         m.source_system if m else None, rows])
+         m.source_system if m else None, rows, fingerprint])
 
 
 def _best_effort_fields(path: Path) -> dict:
@@ -164,21 +176,26 @@ def _best_effort_fields(path: Path) -> dict:
         return {}
 
 
-def ingest_deliveries(con, export_root: Path, key: bytes, log=print) -> IngestSummary:
+def ingest_deliveries(con, export_root: Path, key: bytes, log=print, reread: frozenset[str] = frozenset()
+                      ) -> IngestSummary:
     """Read every new or changed delivery under the export root, then settle which one is current.
 
     A delivery whose manifest is unchanged is skipped, unless it was rejected: a
     delivery read while its files were still being copied must load once they are
     complete (read again, a delivery that is still broken is rejected again, the same way).
+    ``reread``: deliveries read again although unchanged (a rotation of the pseudonym key).
     """
     ensure_tables(con)
     summary = IngestSummary()
     known = {delivery_id: (sha, status) for delivery_id, sha, status in con.execute(
         "SELECT delivery_id, manifest_sha256, status FROM audit.deliveries").fetchall()}
+    found = []
     for manifest_path in discover_manifests(export_root):
         delivery_id = manifest_path.parent.relative_to(export_root).as_posix()
+        found.append(delivery_id)
         sha, status = known.get(delivery_id, (None, None))
-        if status != "rejected" and sha is not None and sha == _manifest_sha(manifest_path):
+        if (status != "rejected" and delivery_id not in reread and sha is not None
+                and sha == _manifest_sha(manifest_path)):
             summary.unchanged.append(delivery_id)
             continue
         _ingest_one(con, export_root, manifest_path, key, summary, log)
@@ -190,7 +207,31 @@ def ingest_deliveries(con, export_root: Path, key: bytes, log=print) -> IngestSu
             log(f"delivery {delivery_id} is current again: reading it again")
             _ingest_one(con, export_root, export_root / delivery_id / "manifest.json", key, summary, log)
         revived = _settle_statuses(con)
+    summary.missing_concerns = missing_concerns(con, found)
+    for concern, delivery_id in summary.missing_concerns.items():
+        log(f"MISSING: concern {concern} has no delivery under the export root any more; its current "
+            f"delivery {delivery_id} stays current and published until a new one arrives")
     return summary
+
+
+def missing_concerns(con, found: list[str]) -> dict[str, str]:
+    """Concerns with a current delivery of which no delivery (no manifest.json) is under the export root now.
+
+    Their data stays current and published: a folder that disappeared (moved, an unmounted sub-share)
+    must not delete good data, only be named loudly.
+    """
+    con.execute("CREATE OR REPLACE TEMP TABLE found_deliveries (delivery_id VARCHAR)")
+    if found:
+        con.executemany("INSERT INTO found_deliveries VALUES (?)", [(d,) for d in found])
+    rows = con.execute("""
+        SELECT d.concern_id, d.delivery_id FROM audit.deliveries AS d
+        WHERE d.status = 'current' AND d.delivery_id <> ?
+          AND d.concern_id NOT IN (SELECT a.concern_id FROM audit.deliveries AS a
+                                   JOIN found_deliveries AS f ON f.delivery_id = a.delivery_id
+                                   WHERE a.concern_id IS NOT NULL)
+        ORDER BY d.concern_id""", [REFERENCE_DELIVERY_ID]).fetchall()
+    con.execute("DROP TABLE found_deliveries")
+    return dict(rows)
 
 
 def _manifest_sha(path: Path) -> str | None:
@@ -212,7 +253,7 @@ def _ingest_one(con, export_root: Path, manifest_path: Path, key: bytes, summary
             raise DeliveryRejected("manifest.json cannot be read")
         manifest = read_manifest(manifest_path, export_root)
         rows = _load_delivery(con, manifest, key)
-        _record(con, delivery_id, "verified", None, manifest, manifest_sha, {}, rows)
+        _record(con, delivery_id, "verified", None, manifest, manifest_sha, {}, rows, key_fingerprint(key))
         con.commit()
         summary.loaded.append(delivery_id)
         summary.rows_read += rows

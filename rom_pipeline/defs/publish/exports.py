@@ -1,9 +1,10 @@
-"""Publish: CSV copies of the published marts tables, safe to open in a spreadsheet.
+"""Publish: CSV copies of the publishable tables (aggregates), safe to open in a spreadsheet.
 
 ``$ROM_DATA_DIR/csv/<schema>.<table>.csv`` (e.g. ``csv/marts.indicators.csv``), one per
-``marts.*`` table of ``schemas/warehouse.yaml``, read from the *published* warehouse,
-so they carry exactly its suppression (small numbers blank, no therapist-level rows
-unless ROM_PUBLISH_THERAPIST_LEVEL). Comma-separated, UTF-8, a header row, ``.`` as
+table of ``schemas/warehouse.yaml`` whose audience is ``public`` (aggregates only: no
+episode rows, no audit detail), read from the *published* warehouse, so they carry
+exactly its suppression (small numbers blank, no therapist-level rows unless
+ROM_PUBLISH_THERAPIST_LEVEL). Comma-separated, UTF-8, a header row, ``.`` as
 decimal point, NULL as an empty cell, rows in the warehouse's order.
 
 Every text cell that a spreadsheet would run as a formula gets a leading apostrophe
@@ -32,7 +33,6 @@ from rom_pipeline.lib.warehouse_reader import open_read_only
 from rom_pipeline.resources import Workspace
 
 CSV_DIR_NAME = "csv"
-EXPORTED_SCHEMAS = ("marts",)
 NEUTRALISE_FUNCTION = "rom_neutralise"
 
 
@@ -54,7 +54,8 @@ def _quote(identifier: str) -> str:
 
 
 def exported_tables(tables: list[PublishedTable]) -> list[PublishedTable]:
-    return [t for t in tables if t.name.split(".")[0] in EXPORTED_SCHEMAS]
+    """The publishable tables (audience public): aggregates, suppressed; never episode rows."""
+    return [t for t in tables if t.audience == "public"]
 
 
 def _remove_csv(folder: Path, keep: set[str]) -> list[str]:
@@ -126,7 +127,8 @@ def _code_version() -> str:
     key=dg.AssetKey(["publish", "csv_exports"]),
     group_name="publish",
     deps=[dg.AssetKey(["publish", "warehouse"])],
-    description="$ROM_DATA_DIR/csv/<schema>.<table>.csv: the published marts tables for spreadsheet users, "
+    description="$ROM_DATA_DIR/csv/<schema>.<table>.csv: the publishable tables (audience public: aggregates, "
+                "no episode rows) for spreadsheet users and publication, "
                 "read from the published warehouse (same suppression); text cells that a spreadsheet would run "
                 "as a formula get a leading apostrophe. Not written while the warehouse is encrypted.",
     owners=OWNERS,

@@ -51,6 +51,10 @@ class PublishedTable:
     columns: tuple[PublishedColumn, ...]
     where: str | None = None
     order_by: str | None = None
+    audience: str = "analysts"  # or "public": also exported for spreadsheets and publication
+
+
+AUDIENCES = ("analysts", "public")
 
 
 def load_spec(path: Path = WAREHOUSE_SPEC) -> list[PublishedTable]:
@@ -63,8 +67,11 @@ def load_spec(path: Path = WAREHOUSE_SPEC) -> list[PublishedTable]:
                 columns.append(PublishedColumn(col, entry))
             else:
                 columns.append(PublishedColumn(col, entry["description"], entry.get("publish_as")))
+        audience = spec.get("audience", "analysts")
+        if audience not in AUDIENCES:
+            raise ValueError(f"{path}: {name}: audience {audience!r} is not one of {', '.join(AUDIENCES)}")
         tables.append(PublishedTable(name, spec["description"].strip(), tuple(columns),
-                                     spec.get("where"), spec.get("order_by")))
+                                     spec.get("where"), spec.get("order_by"), audience))
     return tables
 
 

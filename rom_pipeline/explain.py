@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -58,16 +57,13 @@ def open_database(db: str | None, data_dir: Path | None = None) -> duckdb.DuckDB
         "work.duckdb" if db == "work" else "warehouse.duckdb")
     if not path.is_file():
         raise ExplainError(f"{path} does not exist (has the pipeline published? see --db and ROM_DATA_DIR)")
-    key = os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY") if db in (None, "warehouse") else None
-    con = duckdb.connect()
-    options = "READ_ONLY" + (", ENCRYPTION_KEY '" + key.replace("'", "''") + "'" if key else "")
+    from rom_pipeline.lib.warehouse_reader import encryption_key, open_read_only
+
     try:
-        con.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS source ({options})")
+        return open_read_only(path, encryption_key() if db in (None, "warehouse") else None, alias="source")
     except duckdb.IOException as exc:
         raise ExplainError(f"cannot open {path}: {exc} (a pipeline run may be writing it; "
                            "read the published warehouse instead)") from None
-    con.execute("USE source")
-    return con
 
 
 def _rows(con, sql: str, params: list | None = None) -> list[dict]:

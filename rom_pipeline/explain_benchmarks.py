@@ -17,6 +17,7 @@ import json
 import math
 from functools import lru_cache
 
+from rom_pipeline.lib.sqltext import literal
 from rom_pipeline.paths import SQL_DIR
 
 Z_NOISE = 1e-9  # a spread below 1e-9 of the mean is rounding noise: no z (as the SQL models)
@@ -95,7 +96,7 @@ def ratio_inputs(con, ratio: str, concern: str, year: int) -> tuple[list[dict], 
     probe = wide.copy()
     probe.set("expressions", [exp.alias_(exp.column(*reversed(c.split("."))), c.replace(".", "__"))
                               for c in columns])
-    probe = probe.where(f"a.concern_id = '{concern.replace(chr(39), chr(39) * 2)}' AND a.year = {int(year)}")
+    probe = probe.where(f"a.concern_id = {literal(concern)} AND a.year = {int(year)}")
     probe.set("with_", tree.args["with_"].copy())
     found = _rows(con, probe.sql(dialect="duckdb"))
     values = found[0] if found else {}

@@ -10,6 +10,7 @@ import dagster as dg
 import duckdb
 
 from rom_pipeline.config import Parameters, apply_parameters, load_parameters
+from rom_pipeline.lib.warehouse_reader import encryption_key, open_read_only
 from rom_pipeline.paths import DEFAULT_DATA_DIR, SAMPLE_EXPORT_DIR, data_dir_from_env
 
 WORK_DB_NAME = "work.duckdb"
@@ -43,6 +44,15 @@ class Workspace(dg.ConfigurableResource):
 
     def parameters(self) -> Parameters:
         return load_parameters(self.parameters_file or None)
+
+    @contextmanager
+    def open_warehouse(self, alias: str = "warehouse") -> Iterator[duckdb.DuckDBPyConnection]:
+        """The published warehouse, read-only, with the encryption key of the environment if any."""
+        con = open_read_only(self.warehouse_path, encryption_key(), alias)
+        try:
+            yield con
+        finally:
+            con.close()
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 
 
 def demo_key_in_use() -> bool:
@@ -30,13 +29,14 @@ def preflight() -> str | None:
     """
     from rom_pipeline.defs.publish.warehouse import ENCRYPTION_HELP, can_write_encrypted
     from rom_pipeline.lib.pseudonym import MissingKey, check_key
+    from rom_pipeline.lib.warehouse_reader import encryption_key
 
     if not demo_key_in_use():
         try:
             check_key(os.environ.get("ROM_PSEUDONYM_KEY"))
         except MissingKey as exc:
             return str(exc)
-    if os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY") and not can_write_encrypted():
+    if encryption_key() and not can_write_encrypted():
         return ENCRYPTION_HELP
     return _parameters_problem()
 
@@ -111,13 +111,9 @@ def _file_identity(path: Path):
 
 
 def _attach_published(warehouse_path):
-    from rom_pipeline.defs.publish.warehouse import attach_options
+    from rom_pipeline.lib.warehouse_reader import encryption_key, open_read_only
 
-    con = duckdb.connect()
-    options = attach_options(os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY") or None)
-    con.execute(f"ATTACH '{str(warehouse_path).replace(chr(39), chr(39) * 2)}' AS warehouse ({options})")
-    con.execute("USE warehouse")
-    return con
+    return open_read_only(warehouse_path, encryption_key())
 
 
 def summarise(warehouse_path) -> str:
@@ -363,7 +359,9 @@ def _run_holding_the_data_dir(export_dir, data_dir, run_id, quiet, reports, verb
     if demo:
         print("DEMO MODE: published with the PUBLIC demo key: the pseudonyms protect nothing "
               "(set ROM_PSEUDONYM_KEY for real data).", file=sys.stderr)
-    if os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY"):
+    from rom_pipeline.lib.warehouse_reader import encryption_key
+
+    if encryption_key():
         print(f"\nPublished: {warehouse_path} (encrypted at rest: attach it read-only with its key, "
               f"see README, 'Encryption at rest')")
         return 0

@@ -171,7 +171,7 @@ def test_check_reproduces_every_figure_from_its_episodes(two_nights):
     checks = [e for e in two_nights.run2.result.get_asset_check_evaluations()
               if e.check_name == "reproduces_published_figures"]
     assert len(checks) == 1 and checks[0].passed
-    assert checks[0].metadata["failing_figures"].value == 0
+    assert checks[0].metadata["failing_rows"].value == 0
 
 
 def test_a_full_rebuild_on_identical_input_records_no_change(tmp_path_factory, tmp_path):

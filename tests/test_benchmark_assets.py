@@ -4,8 +4,11 @@ from __future__ import annotations
 import dagster as dg
 
 from benchmark_inputs import connect, load_indicators, load_staging
-from rom_pipeline.defs.benchmarks import ASSETS, CHECKS
+from rom_pipeline.defs import models
 from rom_pipeline.resources import WORK_DB_NAME, Workspace
+
+ASSETS, CHECKS = models.select(["marts.concern_size_groups", "marts.financial_ratios", "marts.concern_benchmark",
+                                "marts.concern_summary", "marts.internal_benchmark"])
 
 
 def _inputs(tmp_path) -> None:

@@ -7,7 +7,7 @@ import duckdb
 import pytest
 from nights import NIGHT1_L1_MEAN, NIGHT2_L1_MEAN, NightlyPipeline, materialization, night2, two_nights  # noqa: F401
 
-from rom_pipeline.defs.audit.pending import force_full_rebuild, record_pending_concerns
+from rom_pipeline.lib.concern_scope import force_full_rebuild, record_pending_concerns
 
 L1_MEAN_IMPROVEMENT = """
     SELECT value, n FROM marts.indicators WHERE concern_id = 'C001' AND level = 'location' AND unit_id = 'L1'

@@ -57,8 +57,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from outcomes_fixtures import Staging, build_outcomes, connect, one, rows
-from rom_pipeline.defs.outcomes.assets import ASSETS, CHECK_SPECS, CHECKS, MODELS
+from outcomes_fixtures import OUTCOME_MODELS, Staging, build_outcomes, connect, one, rows
+from rom_pipeline.defs import models
 from rom_pipeline.resources import Workspace
 
 START = "2025-02-03"
@@ -67,6 +67,10 @@ END = "2025-07-15"
 L1_IMPROVEMENTS = [50, 100, 13100 / 132, 50, -2000 / 22, -100, 0, -100]
 L2_IMPROVEMENTS = [5000 / 82, 50]
 C2_IMPROVEMENTS = [5000 / 82]
+
+MODELS = OUTCOME_MODELS
+ASSETS, CHECKS = models.select([m.table for m in MODELS])
+CHECK_SPECS = [s for s in models.CHECK_SPECS if s.table in {m.table for m in MODELS}]
 
 INDICATOR_COLUMNS = ["concern_id", "level", "unit_id", "period_type", "period", "indicator", "aggregation",
                      "value", "n", "ci_low", "ci_high", "target", "target_met", "suppressed"]
@@ -496,7 +500,7 @@ def test_wilson_follows_the_confidence_level(tmp_path):
 # --- checks --------------------------------------------------------------------------------------
 
 def test_checks_pass_on_the_case(con):
-    assert {spec.name: spec.offending_rows(con) for spec in CHECK_SPECS} == {spec.name: 0 for spec in CHECK_SPECS}
+    assert {spec.name: spec.failing_rows(con) for spec in CHECK_SPECS} == {spec.name: 0 for spec in CHECK_SPECS}
 
 
 @pytest.mark.parametrize("check, damage", [
@@ -523,9 +527,9 @@ def test_checks_catch_damage(tmp_path, check, damage):
     build_case(Staging(connection))
     build_outcomes(connection)
     spec = next(s for s in CHECK_SPECS if s.name == check)
-    assert spec.offending_rows(connection) == 0
+    assert spec.failing_rows(connection) == 0
     connection.execute(damage)
-    assert spec.offending_rows(connection) > 0
+    assert spec.failing_rows(connection) > 0
     connection.close()
 
 

@@ -12,9 +12,9 @@ from deliveries import basic_delivery
 from nights import NightlyPipeline, night1, two_nights  # noqa: F401
 
 from rom_pipeline.definitions import defs
-from rom_pipeline.defs.audit import fingerprint
 from rom_pipeline.defs.sql_asset import DUCKDB_POOL
 from rom_pipeline.defs.triggers import new_delivery_sensor, nightly_job, nightly_schedule
+from rom_pipeline.lib import fingerprint
 from rom_pipeline.resources import Workspace
 
 

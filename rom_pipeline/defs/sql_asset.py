@@ -1,12 +1,15 @@
 """The one factory that turns a SQL model file into a Dagster asset.
 
-Asset key = ``[layer, table]`` = the DuckDB table it builds. The asset body is
-thin by design: run the model, record metadata. Business rules live in the SQL.
+Asset key = ``[layer, table]`` = the DuckDB table it builds. Its upstream assets are
+the tables its rendered SQL reads (:attr:`rom_pipeline.lib.sqlfiles.SqlModel.reads`);
+its description, refresh mode and column lineage come from the sidecar
+``sql/<layer>/<table>.yml``. The asset body is thin by design: run the model, record
+metadata. Business rules live in the SQL.
 
-``per_concern=True`` marks a table whose rows of one concern depend only on that
+``refresh: per_concern`` marks a table whose rows of one concern depend only on that
 concern's delivery: on an incremental night it is refreshed for the pending
-concerns only (:mod:`rom_pipeline.defs.audit.pending`). Cross-concern tables
-(``per_concern=False``, the default) are always rebuilt whole. Every asset that
+concerns only (:mod:`rom_pipeline.lib.concern_scope`). Cross-concern tables
+(``refresh: cross_concern``, the default) are always rebuilt whole. Every asset that
 writes DuckDB runs in the ``duckdb_writer`` pool (one writer, docs/operations.md).
 """
 
@@ -14,8 +17,8 @@ from typing import Sequence
 
 import dagster as dg
 
-from rom_pipeline.defs.audit.pending import ConcernScope, read_scope
-from rom_pipeline.lib.sqlfiles import SqlModel
+from rom_pipeline.lib.concern_scope import ConcernScope, read_scope
+from rom_pipeline.lib.sqlfiles import ModelSpecError, SqlModel, default_context
 from rom_pipeline.resources import Workspace
 
 OWNERS = ["team:rom-data-engineering"]
@@ -70,10 +73,14 @@ def refresh_metadata(con, table: str, scope: ConcernScope | None, rows: tuple[in
             "rows_deleted": rows[0], "rows_inserted": rows[1]}
 
 
+def model_context(workspace: Workspace) -> dict:
+    """What a model is rendered with in a run: the run's parameters (the workspace's override file)."""
+    return default_context(workspace.parameters())
+
+
 def build_model(con, model: SqlModel, per_concern: bool, context: dict | None = None) -> dict:
-    """Build ``model``'s table (whole, or for the pending concerns only); returns refresh metadata.
-    ``context``: what the SQL is rendered with (the run's parameters)."""
-    table = f"{model.layer}.{model.name}"
+    """Build ``model``'s table (whole, or for the pending concerns only); returns refresh metadata."""
+    table = model.table
     if not per_concern:
         model.build(con, context=context)
         return refresh_metadata(con, table, None)
@@ -86,35 +93,47 @@ def build_model(con, model: SqlModel, per_concern: bool, context: dict | None = 
     return refresh_metadata(con, table, scope, model.refresh_concerns(con, scope.concerns, context=context))
 
 
-def sql_model_asset(
-    model: SqlModel,
-    *,
-    deps: Sequence[dg.AssetKey | str | Sequence[str]],
-    description: str,
-    kinds: Sequence[str] = ("duckdb", "sql"),
-    column_lineage: dg.TableColumnLineage | None = None,
-    per_concern: bool = False,
-) -> dg.AssetsDefinition:
-    key = dg.AssetKey([model.layer, model.name])
+def column_lineage(model: SqlModel) -> dg.TableColumnLineage | None:
+    """The sidecar's ``column_lineage`` (column -> [schema.table.column, ...]) as Dagster's type."""
+    declared = model.spec.get("column_lineage")
+    if not declared:
+        return None
+    deps = {}
+    for column, sources in declared.items():
+        deps[column] = []
+        for source in sources:
+            schema, table, upstream_column = source.split(".")
+            if (schema, table) not in model.reads:
+                raise ModelSpecError(f"{model.spec_path.name}: column_lineage of {column} names {schema}.{table}, "
+                                     "which the model does not read")
+            deps[column].append(dg.TableColumnDep(asset_key=dg.AssetKey([schema, table]), column_name=upstream_column))
+    return dg.TableColumnLineage(deps_by_column=deps)
+
+
+def sql_model_asset(model: SqlModel, *, kinds: Sequence[str] = ("duckdb", "sql")) -> dg.AssetsDefinition:
+    """The asset of ``model``: deps from its SQL, description, refresh mode and lineage from its sidecar."""
+    if not model.spec:
+        raise ModelSpecError(f"{model.relative_path} has no sidecar {model.spec_path.name} (docs/conventions.md)")
+    per_concern = model.per_concern
+    lineage = column_lineage(model)
 
     @dg.asset(
-        key=key,
-        deps=[d if isinstance(d, dg.AssetKey) else dg.AssetKey(d) for d in deps],
+        key=dg.AssetKey([model.layer, model.name]),
+        deps=[dg.AssetKey([schema, table]) for schema, table in model.reads],
         group_name=model.layer,
-        description=description,
+        description=" ".join(model.spec["description"].split()),
         owners=OWNERS,
-        kinds=set(kinds),
+        kinds=set(model.spec.get("kinds", kinds)),
         code_version=model.sha256[:12],
         metadata={**model_metadata(model), **refresh_mode(per_concern)},
         pool=DUCKDB_POOL,
     )
     def _build(context: dg.AssetExecutionContext, workspace: Workspace) -> dg.MaterializeResult:
-        table = f"{model.layer}.{model.name}"
         with workspace.connect() as con:
-            refresh = build_model(con, model, per_concern, {"params": workspace.parameters()})
-            metadata = {**table_metadata(con, table), **model_metadata(model), **refresh}
-        if column_lineage is not None:
-            metadata["dagster/column_lineage"] = column_lineage
+            refresh = build_model(con, model, per_concern, model_context(workspace))
+            metadata = {**table_metadata(con, model.table), **model_metadata(model), **refresh}
+        if lineage is not None:
+            metadata["dagster/column_lineage"] = lineage
         return dg.MaterializeResult(metadata=metadata)
 
     return _build

@@ -1,6 +1,6 @@
 """What starts the nightly job: the schedule at 02:30 Amsterdam time and the new-delivery sensor.
 
-Both compare fingerprints of files on disk (:mod:`rom_pipeline.defs.audit.fingerprint`)
+Both compare fingerprints of files on disk (:mod:`rom_pipeline.lib.fingerprint`)
 with what the last successful publish recorded. They read that record from the
 *published* warehouse (``audit.runs``, a copy of the work database's, swapped in
 whole by the publish that made it), never from ``work.duckdb``: the daemon must not
@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 
-from rom_pipeline.defs.audit import fingerprint
+from rom_pipeline.lib import fingerprint
 from rom_pipeline.lib.manifest import discover_manifests
 from rom_pipeline.resources import Workspace
 from rom_pipeline.runlock import hold_data_dir
@@ -80,19 +79,13 @@ def last_publish(workspace: Workspace) -> LastPublish | None:
     path = workspace.warehouse_path
     if not path.is_file():
         return None
-    key = os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY")
-    options = "READ_ONLY" + (", ENCRYPTION_KEY '" + key.replace("'", "''") + "'" if key else "")
-    con = duckdb.connect()
-    try:
-        con.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS wh ({options})")
+    with workspace.open_warehouse(alias="wh") as con:
         if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'wh' "
                            "AND schema_name = 'audit' AND table_name = 'runs'").fetchone()[0]:
             return None
         row = con.execute("""SELECT run_id, finished_at, inputs_fingerprint, manifests_fingerprint
                              FROM wh.audit.runs WHERE status = 'published'
                              ORDER BY run_seq DESC LIMIT 1""").fetchone()
-    finally:
-        con.close()
     return LastPublish(*row) if row else None
 
 

@@ -5,20 +5,95 @@ TABLE <schema>.<table> AS <select>``), so a model can be read, tested and run
 on its own. Parameters come from DuckDB variables (``getvariable('norm_score')``)
 and ``config.*`` tables set by :func:`rom_pipeline.config.apply_parameters`.
 
+A model file is a Jinja template (:meth:`SqlModel.render`, the one place SQL is
+rendered): a plain SELECT renders to itself; a generated model loops over what the
+context holds (``params``: the rule parameters; ``delivered_files``: the files of
+``schemas/``). What a model reads (:attr:`SqlModel.reads`) is derived from its
+rendered SQL with sqlglot: every ``schema.table`` it selects from, except CTE names,
+table functions and the ``config`` tables that ``apply_parameters`` creates.
+
+Beside each model, ``sql/<layer>/<table>.yml`` says what the SQL cannot: its
+description, its refresh mode, its column lineage and its checks (:attr:`SqlModel.spec`,
+docs/conventions.md).
+
 Incremental nights (``refresh_concerns``): a per-concern table is refreshed for
 some concerns only, from the same file, filtered on ``concern_id``
 (``DELETE`` + ``INSERT BY NAME``, in one transaction); see
-:mod:`rom_pipeline.defs.audit.pending`.
+:mod:`rom_pipeline.lib.concern_scope`.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
-from functools import lru_cache
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
+import jinja2
+import sqlglot
+import yaml
+from sqlglot import exp
+
+from rom_pipeline.lib.sqltext import in_list
 from rom_pipeline.paths import PROJECT_DIR, SQL_DIR
+
+# Tables every connection has before any model runs (rom_pipeline.config.apply_parameters).
+PROVIDED_SCHEMAS = ("config",)
+REFRESH_MODES = ("per_concern", "cross_concern")
+SPEC_KEYS = {"description", "refresh", "person_level", "kinds", "column_lineage", "checks", "built_by"}
+
+
+class ModelSpecError(ValueError):
+    """A model's sidecar (``<table>.yml``) or SQL cannot be read as the conventions ask."""
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(SQL_DIR), undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=True, autoescape=False)
+
+
+def default_context(params=None) -> dict[str, Any]:
+    """What every model is rendered with: the rule parameters and the registry of delivered files.
+
+    ``params`` defaults to :func:`rom_pipeline.config.load_parameters` (``ROM_PARAMETERS`` applied);
+    a run passes its own. ``delivered_files``: every file name of ``schemas/contract.py`` and
+    ``schemas/reference.py``, in their order (what ``audit.quarantine`` and ``audit.reconciliation`` union).
+    """
+    from rom_pipeline.config import load_parameters
+    from schemas.contract import FILES
+    from schemas.reference import REFERENCE_FILES
+
+    return {"params": params if params is not None else load_parameters(),
+            "delivered_files": [*FILES, *REFERENCE_FILES]}
+
+
+def render_sql(relative_path: str, context: dict | None = None) -> str:
+    """Render ``sql/<relative_path>`` with ``context`` (default: :func:`default_context`)."""
+    return _environment().get_template(relative_path).render(
+        context if context is not None else default_context())
+
+
+def tables_read(sql: str) -> list[tuple[str, str]]:
+    """(schema, table) of every table ``sql`` reads, sorted: CTEs, table functions and ``config.*`` left out."""
+    try:
+        statements = sqlglot.parse(sql, read="duckdb")
+    except sqlglot.errors.ParseError as exc:
+        raise ModelSpecError(f"sqlglot cannot parse the SQL: {str(exc)[:300]}") from None
+    found: set[tuple[str, str]] = set()
+    for tree in filter(None, statements):
+        ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+        for table in tree.find_all(exp.Table):
+            if not isinstance(table.this, exp.Identifier):  # a table function: range(), read_csv(), ...
+                continue
+            if not table.db:
+                if table.name not in ctes:
+                    raise ModelSpecError(f"table {table.name!r} is neither a CTE nor schema-qualified "
+                                         "(write <layer>.<table>)")
+                continue
+            if table.db not in PROVIDED_SCHEMAS:
+                found.add((table.db, table.name))
+    return sorted(found)
 
 
 @dataclass(frozen=True)
@@ -31,26 +106,65 @@ class SqlModel:
         return SQL_DIR / self.layer / f"{self.name}.sql"
 
     @property
+    def spec_path(self) -> Path:
+        return self.path.with_suffix(".yml")
+
+    @property
     def relative_path(self) -> str:
         return str(self.path.relative_to(PROJECT_DIR))
 
+    @property
+    def table(self) -> str:
+        return f"{self.layer}.{self.name}"
+
     def render(self, context: dict | None = None) -> str:
-        """The model's SQL: the file rendered by Jinja with ``context`` (a file without Jinja
-        syntax renders to itself). ``params`` in the context is the run's Parameters; models
-        generated from the indicator catalogue read ``params.catalogue``."""
-        return _jinja().from_string(self.path.read_text()).render(**(context or default_context()))
+        """The model's SELECT, rendered with ``context`` (default: :func:`default_context`)."""
+        return render_sql(f"{self.layer}/{self.name}.sql", context)
 
     @property
     def text(self) -> str:
-        return self.render()
+        return self.render(default_context())
 
     @property
     def sha256(self) -> str:
+        """Of the rendered SQL (default context): changes when the file or what it is generated from does."""
         return hashlib.sha256(self.text.encode()).hexdigest()
 
+    @property
+    def reads(self) -> list[tuple[str, str]]:
+        """(schema, table) of every table the rendered model reads: its dependencies."""
+        try:
+            reads = tables_read(self.text)
+        except ModelSpecError as exc:
+            raise ModelSpecError(f"{self.relative_path}: {exc}") from None
+        if (self.layer, self.name) in reads:
+            raise ModelSpecError(f"{self.relative_path} reads its own table")
+        return reads
+
+    @functools.cached_property
+    def spec(self) -> dict[str, Any]:
+        """The sidecar ``<table>.yml``, checked (an empty dict when there is none)."""
+        if not self.spec_path.is_file():
+            return {}
+        where = self.spec_path.relative_to(PROJECT_DIR)
+        doc = yaml.safe_load(self.spec_path.read_text()) or {}
+        if not isinstance(doc, dict):
+            raise ModelSpecError(f"{where}: expected a mapping")
+        unknown = set(doc) - SPEC_KEYS
+        if unknown:
+            raise ModelSpecError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(SPEC_KEYS)}")
+        if not str(doc.get("description") or "").strip():
+            raise ModelSpecError(f"{where}: description is missing")
+        if doc.get("refresh", "cross_concern") not in REFRESH_MODES:
+            raise ModelSpecError(f"{where}: refresh must be one of {REFRESH_MODES}, not {doc['refresh']!r}")
+        return doc
+
+    @property
+    def per_concern(self) -> bool:
+        return self.spec.get("refresh", "cross_concern") == "per_concern"
+
     def build(self, con, schema: str | None = None, context: dict | None = None) -> int:
-        """(Re)create ``<schema>.<name>`` from the model in one statement; returns its row count.
-        ``context``: what the SQL is rendered with (default: the default parameters)."""
+        """(Re)create ``<schema>.<name>`` from the model in one statement; returns its row count."""
         target = f"{schema or self.layer}.{self.name}"
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema or self.layer}")
         con.execute(f"CREATE OR REPLACE TABLE {target} AS\n{self.render(context)}")
@@ -71,13 +185,13 @@ class SqlModel:
         if not concerns:
             return 0, 0
         target = f"{schema or self.layer}.{self.name}"
-        in_list = ", ".join(_sql_text(c) for c in concerns)
+        concern_list = in_list(concerns)
         con.begin()
         try:
-            deleted = con.execute(f"DELETE FROM {target} WHERE concern_id IN ({in_list})").fetchone()[0]
+            deleted = con.execute(f"DELETE FROM {target} WHERE concern_id IN ({concern_list})").fetchone()[0]
             inserted = con.execute(
-                f"INSERT INTO {target} BY NAME\nSELECT * FROM (\n{self.render(context).strip().rstrip(';')}\n) AS model\n"
-                f"WHERE model.concern_id IN ({in_list})").fetchone()[0]
+                f"INSERT INTO {target} BY NAME\nSELECT * FROM (\n{self.render(context).strip().rstrip(';')}\n)"
+                f" AS model\nWHERE model.concern_id IN ({concern_list})").fetchone()[0]
             con.commit()
         except BaseException:
             con.rollback()
@@ -85,18 +199,36 @@ class SqlModel:
         return deleted, inserted
 
 
-def default_context() -> dict:
-    from rom_pipeline.config import load_parameters
-
-    return {"params": load_parameters()}
-
-
-@lru_cache(maxsize=1)
-def _jinja():
-    import jinja2
-
-    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+def discover_models(layers: Sequence[str] | None = None) -> list[SqlModel]:
+    """Every ``sql/<layer>/<table>.sql`` (sql/macros and check folders aside), by layer and name."""
+    models = []
+    for path in sorted(SQL_DIR.glob("*/*.sql")):
+        layer = path.parent.name
+        if layer == "macros" or (layers is not None and layer not in layers):
+            continue
+        models.append(SqlModel(layer, path.stem))
+    return models
 
 
-def _sql_text(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
+def in_build_order(models: Sequence[SqlModel]) -> list[SqlModel]:
+    """``models`` ordered so that each comes after the models it reads (stable otherwise)."""
+    by_table = {m.table: m for m in models}
+    ordered: list[SqlModel] = []
+    visiting: set[str] = set()
+
+    def visit(model: SqlModel) -> None:
+        if model in ordered:
+            return
+        if model.table in visiting:
+            raise ModelSpecError(f"models read each other in a cycle through {model.table}")
+        visiting.add(model.table)
+        for schema, table in model.reads:
+            upstream = by_table.get(f"{schema}.{table}")
+            if upstream is not None:
+                visit(upstream)
+        visiting.discard(model.table)
+        ordered.append(model)
+
+    for model in models:
+        visit(model)
+    return ordered

@@ -13,6 +13,8 @@ import re
 
 import pandera.ibis as pa
 
+from rom_pipeline.lib.sqltext import literal
+
 TYPE_PATTERNS = {
     # dtype -> (regex on the text, DuckDB type, what the contract expects)
     "date": (r"[0-9]{4}-[0-9]{2}-[0-9]{2}", "DATE", "a date YYYY-MM-DD"),
@@ -23,7 +25,7 @@ TYPE_PATTERNS = {
 
 def _quote(value) -> str:
     if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
+        return literal(value)
     return repr(value)
 
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import duckdb
 
+from rom_pipeline.lib import warehouse_reader
+
 REQUIRED_SHARED_TABLES = [
     "staging.annual_reports", "staging.locations", "marts.financial_ratios", "marts.concern_benchmark",
     "marts.concern_summary", "marts.concern_size_groups", "marts.indicators", "marts.indicator_breakdowns",
@@ -37,19 +39,11 @@ class MissingTables(RuntimeError):
     pass
 
 
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def open_read_only(path: Path, encryption_key: str | None = None) -> duckdb.DuckDBPyConnection:
     """A read-only connection to a DuckDB file (attached, so an encrypted warehouse opens too)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path} does not exist: publish the warehouse first")
-    con = duckdb.connect()
-    options = "READ_ONLY" + (f", ENCRYPTION_KEY {_sql_text(encryption_key)}" if encryption_key else "")
-    con.execute(f"ATTACH {_sql_text(str(path))} AS src ({options})")
-    con.execute("USE src")
-    return con
+    return warehouse_reader.open_read_only(path, encryption_key, alias="src")
 
 
 def _rows(con, sql: str, params: list | None = None) -> list[dict[str, Any]]:

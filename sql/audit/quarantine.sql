@@ -1,26 +1,13 @@
 -- Every delivered row that did not load, once per reason, with the raw row (client ids
--- already pseudonymised; a malformed episodes row is withheld).
+-- already pseudonymised; a malformed episodes row is withheld). The union runs over every
+-- delivered file of schemas/ (delivered_files, rom_pipeline.lib.sqlfiles.default_context).
 WITH validation_rejects AS (
+{%- for file in delivered_files %}
+    {% if not loop.first %}UNION ALL
+    {% endif -%}
     SELECT delivery_id, concern_id, file_name, source_row_number, stage, reason, column_name, detail, raw_row
-    FROM staging.locations_rejects
-    UNION ALL
-    SELECT delivery_id, concern_id, file_name, source_row_number, stage, reason, column_name, detail, raw_row
-    FROM staging.therapists_rejects
-    UNION ALL
-    SELECT delivery_id, concern_id, file_name, source_row_number, stage, reason, column_name, detail, raw_row
-    FROM staging.episodes_rejects
-    UNION ALL
-    SELECT delivery_id, concern_id, file_name, source_row_number, stage, reason, column_name, detail, raw_row
-    FROM staging.measurements_rejects
-    UNION ALL
-    SELECT delivery_id, concern_id, file_name, source_row_number, stage, reason, column_name, detail, raw_row
-    FROM staging.item_responses_rejects
-    UNION ALL
-    SELECT delivery_id, concern_id, file_name, source_row_number, stage, reason, column_name, detail, raw_row
-    FROM staging.annual_reports_rejects
-    UNION ALL
-    SELECT delivery_id, concern_id, file_name, source_row_number, stage, reason, column_name, detail, raw_row
-    FROM staging.quality_indicators_rejects
+    FROM staging.{{ file }}_rejects
+{%- endfor %}
 ),
 
 scoring_rejects AS (

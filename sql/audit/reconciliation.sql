@@ -1,5 +1,7 @@
 -- Per current delivery and file: rows read = rows loaded + rows quarantined.
--- "Loaded" is the table a row ends in (for measurements: a valid, scored measurement).
+-- "Loaded" is the table a row ends in (for measurements: a valid, scored measurement), for
+-- every delivered file of schemas/ (delivered_files, rom_pipeline.lib.sqlfiles.default_context).
+{%- set loaded_in = {'measurements': 'measurement_scores'} %}
 WITH files_read AS (
     SELECT f.delivery_id, d.concern_id, f.file_name, f.logical_file, f.rows_read
     FROM audit.delivery_files AS f
@@ -7,19 +9,11 @@ WITH files_read AS (
 ),
 
 rows_loaded AS (
-    SELECT delivery_id, 'locations' AS logical_file, count(*) AS n FROM staging.locations GROUP BY ALL
-    UNION ALL
-    SELECT delivery_id, 'therapists', count(*) FROM staging.therapists GROUP BY ALL
-    UNION ALL
-    SELECT delivery_id, 'episodes', count(*) FROM staging.episodes GROUP BY ALL
-    UNION ALL
-    SELECT delivery_id, 'measurements', count(*) FROM staging.measurement_scores GROUP BY ALL
-    UNION ALL
-    SELECT delivery_id, 'item_responses', count(*) FROM staging.item_responses GROUP BY ALL
-    UNION ALL
-    SELECT delivery_id, 'annual_reports', count(*) FROM staging.annual_reports GROUP BY ALL
-    UNION ALL
-    SELECT delivery_id, 'quality_indicators', count(*) FROM staging.quality_indicators GROUP BY ALL
+{%- for file in delivered_files %}
+    {% if not loop.first %}UNION ALL
+    {% endif -%}
+    SELECT delivery_id, '{{ file }}' AS logical_file, count(*) AS n FROM staging.{{ loaded_in.get(file, file) }} GROUP BY ALL
+{%- endfor %}
 ),
 
 rows_quarantined AS (

@@ -1,6 +1,6 @@
-"""The auditor's trail (issue 5): runs, pending concerns, published figures and their episodes.
+"""The audit stage (issue 5): the run record and the auditor's trail before publishing.
 
-``rom_pipeline.defs.audit.assets`` holds the assets; ``pending`` and ``fingerprint``
-are plain modules that the shared factories and the triggers import (keep this
-package import-light: no assets here, or the factories would import in a circle).
+``rom_pipeline.defs.audit.assets`` holds the assets. The infrastructure the other
+stages share (the concern scope of an incremental night, the run fingerprints) is in
+``rom_pipeline.lib.concern_scope`` and ``rom_pipeline.lib.fingerprint``.
 """

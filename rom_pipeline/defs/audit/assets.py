@@ -6,27 +6,27 @@
 - ``audit/run_inputs``, ``audit/published_figures``, ``audit/figure_episodes``,
   ``audit/quarantine_log`` (after the marts, before publish): appended, never rebuilt
   (:mod:`rom_pipeline.defs.audit.trail`).
-- A blocking check proves the recorded episodes give every published figure back.
+- A blocking check proves the recorded episodes give every published figure back
+  (``sql/audit/figure_episodes.yml``).
 """
 
 from pathlib import Path
 
 import dagster as dg
 
-from rom_pipeline.defs.audit import fingerprint
 from rom_pipeline.defs.audit.trail import (FIGURE_SOURCES, RunInfo, record_trail, settle_interrupted_publish,
                                            start_run)
-from rom_pipeline.defs.sql_asset import DUCKDB_POOL, OWNERS, model_metadata, table_metadata
+from rom_pipeline.defs.sql_asset import DUCKDB_POOL, OWNERS, model_context, model_metadata, table_metadata
 from rom_pipeline.indicators import check_against_outcomes
+from rom_pipeline.lib import concern_scope, fingerprint
 from rom_pipeline.lib.sqlfiles import SqlModel
-from rom_pipeline.paths import SQL_DIR
 from rom_pipeline.resources import Workspace
 
 RUNS = dg.AssetKey(["audit", "runs"])
 TRAIL_TABLES = ["run_inputs", "published_figures", "figure_episodes", "quarantine_log"]
-REPRODUCE_CHECK_SQL = SQL_DIR / "audit" / "checks" / "figure_episodes_reproduce_figures.sql"
-CODE_MODULES = [Path(__file__).with_name("trail.py"), Path(__file__).with_name("pending.py"),
-                Path(__file__).with_name("fingerprint.py"), Path(__file__)]
+FIGURE_EPISODES = SqlModel("audit", "figure_episodes")
+CODE_MODULES = [Path(__file__).with_name("trail.py"), Path(concern_scope.__file__),
+                Path(fingerprint.__file__), Path(__file__)]
 
 
 def _code_version(*extra: Path) -> str:
@@ -122,8 +122,7 @@ TRAIL_DESCRIPTIONS = {
                   "with checksums (what explain cites).",
     "published_figures": "Every published indicator and benchmark figure, kept across runs: a row when a figure "
                           "is new, changed or removed (never overwritten; unchanged figures are not repeated).",
-    "figure_episodes": "Why-provenance: per unit and period, the closed episodes behind its indicator figures "
-                       "with pre/post measurements, scores, rule codes and contributions; versioned across runs.",
+    "figure_episodes": " ".join(FIGURE_EPISODES.spec["description"].split()),
     "quarantine_log": "Per delivery: its quarantined rows and why, kept across runs (versioned when they change).",
 }
 _FIGURE_TABLE_KEYS = [dg.AssetKey(s.table.split(".")) for s in FIGURE_SOURCES]
@@ -134,11 +133,11 @@ _FIGURE_TABLE_KEYS = [dg.AssetKey(s.table.split(".")) for s in FIGURE_SOURCES]
     specs=[dg.AssetSpec(
         dg.AssetKey(["audit", t]), group_name="audit", description=TRAIL_DESCRIPTIONS[t], owners=OWNERS,
         kinds={"duckdb", "sql" if t == "figure_episodes" else "python"},
-        code_version=_code_version(SqlModel("audit", "figure_episodes").path),
+        code_version=_code_version(FIGURE_EPISODES.path),
         deps=[RUNS, dg.AssetKey(["audit", "deliveries"]), dg.AssetKey(["audit", "delivery_files"]),
               dg.AssetKey(["audit", "quarantine"]), dg.AssetKey(["marts", "episode_outcomes"]),
               dg.AssetKey(["outcomes", "indicator_contributions"]), *_FIGURE_TABLE_KEYS],
-        metadata={**(model_metadata(SqlModel("audit", "figure_episodes")) if t == "figure_episodes" else {}),
+        metadata={**(model_metadata(FIGURE_EPISODES) if t == "figure_episodes" else {}),
                   "rom/refresh": "append"},
     ) for t in TRAIL_TABLES],
     pool=DUCKDB_POOL,
@@ -146,7 +145,7 @@ _FIGURE_TABLE_KEYS = [dg.AssetKey(s.table.split(".")) for s in FIGURE_SOURCES]
 def record_audit_trail(context: dg.AssetExecutionContext, workspace: Workspace):
     with workspace.connect() as con:
         ensure_run_recorded(con, context, workspace)
-        counts = record_trail(con, context.run.run_id)
+        counts = record_trail(con, context.run.run_id, model_context(workspace))
         context.log.info(f"audit trail: {counts['figures_new']} new, {counts['figures_changed']} changed, "
                          f"{counts['figures_removed']} removed figures; {counts['cells_changed']} units x periods "
                          f"with new episode provenance")
@@ -155,28 +154,6 @@ def record_audit_trail(context: dg.AssetExecutionContext, workspace: Workspace):
                                        metadata={**table_metadata(con, f"audit.{table}"), **counts})
 
 
-@dg.asset_check(
-    asset=dg.AssetKey(["audit", "figure_episodes"]), name="reproduces_published_figures", blocking=True,
-    description="Blocking: for every therapist, location and concern figure of marts.indicators (aggregation "
-                "episodes), the recorded episodes give its n and value back (the auditor's trail is exact).",
-)
-def reproduces_published_figures(context: dg.AssetCheckExecutionContext, workspace: Workspace) -> dg.AssetCheckResult:
-    with workspace.connect() as con:
-        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-                           "AND schema_name = 'marts' AND table_name = 'indicators'").fetchone()[0]:
-            return dg.AssetCheckResult(passed=True, metadata={"failing_figures": 0, "note": "no marts.indicators"})
-        con.execute("SET VARIABLE run_id = ?", [context.run.run_id])
-        sql = REPRODUCE_CHECK_SQL.read_text()
-        failing = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
-        sample = con.execute(f"SELECT concern_id, level, period_type, period, indicator, published_n, recorded_n "
-                             f"FROM ({sql}) LIMIT 5").fetchall() if failing else []
-    return dg.AssetCheckResult(
-        passed=failing == 0, severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"failing_figures": failing, "check_sql": dg.MetadataValue.path(
-            str(REPRODUCE_CHECK_SQL.relative_to(SQL_DIR.parent))),
-            "sample": dg.MetadataValue.json([[str(v) for v in row] for row in sample])})
-
-
+# The check that the trail reproduces every published figure is declared beside the model
+# (sql/audit/figure_episodes.yml) and wired with the other model checks (rom_pipeline.defs.models).
 ASSETS = [runs, record_audit_trail]
-CHECKS = [reproduces_published_figures]
-

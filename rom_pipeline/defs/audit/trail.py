@@ -20,8 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
-from rom_pipeline.defs.audit.pending import PENDING_DDL, clear_pending, read_scope
+from rom_pipeline.lib.concern_scope import PENDING_DDL, clear_pending, read_scope
 from rom_pipeline.lib.sqlfiles import SqlModel
+from rom_pipeline.lib.sqltext import in_list, literal
 
 FIGURE_EPISODES_MODEL = SqlModel("audit", "figure_episodes")
 
@@ -285,18 +286,20 @@ def _set_digest(rows: str) -> str:
     return f"sha256(sum(hash(to_json({rows})))::VARCHAR || '/' || count(*)::VARCHAR)"
 
 
-def record_figure_episodes(con, run_id: str, concerns: Sequence[str] | None = None) -> dict[str, int]:
+def record_figure_episodes(con, run_id: str, concerns: Sequence[str] | None = None,
+                           sql_context: dict | None = None) -> dict[str, int]:
     """Append the episodes of every unit and period whose episodes (or their scores) changed.
 
     Units and periods belong to one concern, and a concern's episodes change only when it is
     pending: on an incremental night (``concerns``) only the pending concerns' are compared.
+    ``sql_context``: what the model is rendered with (the run's parameters; default: the defaults).
     """
     if not _exists(con, "marts.episode_outcomes"):
         return {"cells_changed": 0, "cells_removed": 0, "episode_rows_appended": 0}
     in_concerns = "true" if concerns is None else (
-        "concern_id IN (" + ", ".join("'" + c.replace("'", "''") + "'" for c in concerns) + ")" if concerns else "false")
+        f"concern_id IN ({in_list(concerns)})" if concerns else "false")
     con.execute(f"CREATE OR REPLACE TEMP TABLE cell_rows AS SELECT * FROM (\n"
-                f"{FIGURE_EPISODES_MODEL.text.strip().rstrip(';')}\n) AS cells WHERE {in_concerns}")
+                f"{FIGURE_EPISODES_MODEL.render(sql_context).strip().rstrip(';')}\n) AS cells WHERE {in_concerns}")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE cell_hashes AS
         SELECT unit_period_key, {_set_digest('cell_rows')} AS cell_sha256
@@ -306,7 +309,7 @@ def record_figure_episodes(con, run_id: str, concerns: Sequence[str] | None = No
         SELECT c.*, h.cell_sha256 FROM cell_rows AS c JOIN cell_hashes AS h ON h.unit_period_key = c.unit_period_key""")
     con.execute("DROP TABLE cell_hashes")
     con.execute("DROP TABLE cell_rows")
-    run_literal = "'" + run_id.replace("'", "''") + "'"
+    run_literal = literal(run_id)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE last_cells AS
         SELECT DISTINCT unit_period_key, concern_id, level, unit_id, period_type, period, cell_sha256 FROM (
@@ -340,7 +343,7 @@ def record_quarantine_log(con, run_id: str) -> dict[str, int]:
     """Append the quarantined rows of every current delivery whose quarantine changed."""
     if not _exists(con, "audit.quarantine"):
         return {"deliveries_logged": 0, "quarantine_rows_appended": 0}
-    run_literal = "'" + run_id.replace("'", "''") + "'"
+    run_literal = literal(run_id)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE quarantine_rows AS
         SELECT d.delivery_id, coalesce(q.concern_id, d.concern_id) AS concern_id, q.file_name,
@@ -378,7 +381,7 @@ def record_quarantine_log(con, run_id: str) -> dict[str, int]:
     return {"deliveries_logged": deliveries, "quarantine_rows_appended": appended}
 
 
-def record_trail(con, run_id: str) -> dict[str, int]:
+def record_trail(con, run_id: str, sql_context: dict | None = None) -> dict[str, int]:
     """Everything a publish leaves behind for the auditor, in one transaction."""
     ensure_tables(con)
     _run_seq(con, run_id)
@@ -388,7 +391,7 @@ def record_trail(con, run_id: str) -> dict[str, int]:
         counts = {"garbage_rows_deleted": collect_garbage(con, run_id),
                   "run_input_files": record_run_inputs(con, run_id),
                   **record_published_figures(con, run_id),
-                  **record_figure_episodes(con, run_id, None if scope.full else scope.concerns),
+                  **record_figure_episodes(con, run_id, None if scope.full else scope.concerns, sql_context),
                   **record_quarantine_log(con, run_id)}
         con.execute("UPDATE audit.runs SET figures_new = ?, figures_changed = ?, figures_removed = ? WHERE run_id = ?",
                     [counts["figures_new"], counts["figures_changed"], counts["figures_removed"], run_id])
@@ -401,8 +404,8 @@ def record_trail(con, run_id: str) -> dict[str, int]:
 
 
 @contextmanager
-def publishing(con, run_id: str, refresh: str | None = None,
-               concerns: list[str] | None = None) -> Iterator[Callable[..., None]]:
+def publishing(con, run_id: str, refresh: str | None = None, concerns: list[str] | None = None,
+               sql_context: dict | None = None) -> Iterator[Callable[..., None]]:
     """Around the warehouse swap: the run is 'published' in the copy and, after the swap, here.
 
     The block gets ``mark_published(connection, database)``: publishing calls it on the
@@ -416,7 +419,7 @@ def publishing(con, run_id: str, refresh: str | None = None,
     ensure_tables(con)
     _run_seq(con, run_id)
     if con.execute("SELECT figures_new IS NULL FROM audit.runs WHERE run_id = ?", [run_id]).fetchone()[0]:
-        record_trail(con, run_id)  # a partial run that skipped the audit-trail step: nothing published untraced
+        record_trail(con, run_id, sql_context)  # a partial run that skipped the audit-trail step: nothing published untraced
     finished_at = con.execute("SELECT now()").fetchone()[0]
     values = [finished_at, refresh, json.dumps(concerns) if concerns is not None else None, run_id]
 

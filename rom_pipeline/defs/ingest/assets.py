@@ -5,13 +5,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from rom_pipeline.defs.audit import fingerprint
-from rom_pipeline.defs.audit.pending import force_full_rebuild, record_pending_concerns
 from rom_pipeline.defs.ingest import keys
 from rom_pipeline.defs.ingest.loader import ALL_FILES, ensure_tables, ingest_deliveries, ingest_reference
+from rom_pipeline.defs.sql_asset import DUCKDB_POOL, OWNERS, table_metadata
+from rom_pipeline.lib import fingerprint
+from rom_pipeline.lib.concern_scope import force_full_rebuild, record_pending_concerns
 from rom_pipeline.lib.manifest import export_root_problem
 from rom_pipeline.lib.pseudonym import key_fingerprint
-from rom_pipeline.defs.sql_asset import DUCKDB_POOL, OWNERS, table_metadata
 from rom_pipeline.resources import PseudonymKey, Workspace
 
 RAW_TABLES = [*ALL_FILES, "rejected_rows"]

@@ -1,15 +1,14 @@
 """Publish: the analysts' warehouse file, swapped in whole."""
 
-import os
-
 import dagster as dg
 
 from rom_pipeline.defs.audit.assets import ensure_run_recorded
-from rom_pipeline.defs.audit.pending import read_scope
 from rom_pipeline.defs.audit.trail import publishing
 from rom_pipeline.defs.publish.exports import csv_exports
 from rom_pipeline.defs.publish.warehouse import load_spec, publish_warehouse
-from rom_pipeline.defs.sql_asset import DUCKDB_POOL, OWNERS
+from rom_pipeline.defs.sql_asset import DUCKDB_POOL, OWNERS, model_context
+from rom_pipeline.lib.concern_scope import read_scope
+from rom_pipeline.lib.warehouse_reader import encryption_key
 from rom_pipeline.resources import Workspace
 
 PUBLISHED = load_spec()
@@ -43,9 +42,9 @@ def warehouse(context: dg.AssetExecutionContext, workspace: Workspace) -> dg.Mat
         scope = read_scope(con)
         # audit.runs says 'published' in the copy, and in work.duckdb once swapped in; 'failed' if it fails.
         with publishing(con, context.run.run_id, refresh="full" if scope.full else "incremental",
-                        concerns=list(scope.concerns)) as mark_published:
+                        concerns=list(scope.concerns), sql_context=model_context(workspace)) as mark_published:
             path = publish_warehouse(con, workspace.warehouse_path, PUBLISHED,
-                                     encryption_key=os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY") or None,
+                                     encryption_key=encryption_key(),
                                      finalise=mark_published)
     context.log.info(f"published {path}")
     return dg.MaterializeResult(metadata={

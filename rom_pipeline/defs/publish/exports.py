@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 
 from rom_pipeline.defs.publish.warehouse import PublishedTable, load_spec
 from rom_pipeline.defs.sql_asset import OWNERS
 from rom_pipeline.lib.spreadsheet import neutralise_text
+from rom_pipeline.lib.sqltext import literal
+from rom_pipeline.lib.warehouse_reader import encryption_key as warehouse_encryption_key
+from rom_pipeline.lib.warehouse_reader import open_read_only
 from rom_pipeline.resources import Workspace
 
 CSV_DIR_NAME = "csv"
@@ -49,10 +51,6 @@ class CsvExport:
 
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
-
-
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def exported_tables(tables: list[PublishedTable]) -> list[PublishedTable]:
@@ -83,10 +81,10 @@ def write_csv_exports(warehouse: Path, folder: Path, tables: list[PublishedTable
     building = folder / f".building-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir()
-    con = duckdb.connect()
+    con = None
     try:
+        con = open_read_only(warehouse, alias="wh")
         con.create_function(NEUTRALISE_FUNCTION, neutralise_text, ["VARCHAR"], "VARCHAR", side_effects=False)
-        con.execute(f"ATTACH {_sql_text(str(warehouse))} AS wh (READ_ONLY)")
         for table in exported_tables(tables):
             schema, name = table.name.split(".")
             columns = con.execute(
@@ -97,19 +95,19 @@ def write_csv_exports(warehouse: Path, folder: Path, tables: list[PublishedTable
                                for c, t in columns)
             file_name = f"{table.name}.csv"
             target = building / file_name
-            con.execute(f"COPY (SELECT {select} FROM wh.{schema}.{name}) TO {_sql_text(str(target))} "
+            con.execute(f"COPY (SELECT {select} FROM wh.{schema}.{name}) TO {literal(str(target))} "
                         "(FORMAT csv, HEADER true, DELIMITER ',', QUOTE '\"')")
             counted = con.execute(
                 f"SELECT count(*){''.join(f', count(*) FILTER ({NEUTRALISE_FUNCTION}({_quote(c)}) <> {_quote(c)})' for c in text)} "
                 f"FROM wh.{schema}.{name}").fetchone()
             result.rows[file_name] = counted[0]
             result.neutralised[file_name] = sum(counted[1:])
-        con.execute("DETACH wh")
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
     finally:
-        con.close()
+        if con is not None:
+            con.close()
     for file_name in result.rows:
         os.replace(building / file_name, folder / file_name)
     building.rmdir()
@@ -141,7 +139,7 @@ def _code_version() -> str:
 )
 def csv_exports(context: dg.AssetExecutionContext, workspace: Workspace) -> dg.MaterializeResult:
     result = write_csv_exports(workspace.warehouse_path, workspace.data_path / CSV_DIR_NAME, load_spec(),
-                               encryption_key=os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY") or None)
+                               encryption_key=warehouse_encryption_key())
     if result.skipped_reason:
         context.log.warning(f"CSV exports not written: {result.skipped_reason}"
                             + (f"; removed {len(result.removed)} earlier file(s)" if result.removed else ""))

@@ -29,6 +29,7 @@ from typing import Callable
 
 import yaml
 
+from rom_pipeline.lib.sqltext import literal
 from rom_pipeline.paths import SCHEMAS_DIR
 
 WAREHOUSE_SPEC = SCHEMAS_DIR / "warehouse.yaml"
@@ -74,10 +75,6 @@ def load_spec(path: Path = WAREHOUSE_SPEC) -> list[PublishedTable]:
     return tables
 
 
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 class SpecMismatch(Exception):
     pass
 
@@ -106,9 +103,9 @@ def _copy_table(con, table: PublishedTable) -> None:
     where = f" WHERE {table.where}" if table.where else ""
     order = f" ORDER BY {table.order_by}" if table.order_by else ""
     con.execute(f"CREATE TABLE pub.{table.name} AS SELECT {select} FROM {table.name}{where}{order}")
-    con.execute(f"COMMENT ON TABLE pub.{table.name} IS {_sql_text(table.description)}")
+    con.execute(f"COMMENT ON TABLE pub.{table.name} IS {literal(table.description)}")
     for c in table.columns:
-        con.execute(f"COMMENT ON COLUMN pub.{table.name}.{c.name} IS {_sql_text(c.description)}")
+        con.execute(f"COMMENT ON COLUMN pub.{table.name}.{c.name} IS {literal(c.description)}")
 
 
 def _fsync(path: Path) -> None:
@@ -163,7 +160,7 @@ def can_write_encrypted() -> bool:
         con = duckdb.connect()
         try:
             load_secure_crypto(con)
-            con.execute(f"ATTACH {_sql_text(str(Path(folder) / 'probe.duckdb'))} AS probe "
+            con.execute(f"ATTACH {literal(str(Path(folder) / 'probe.duckdb'))} AS probe "
                         "(ENCRYPTION_KEY 'probe-key-not-a-secret')")
             con.execute("DETACH probe")
             return True
@@ -173,23 +170,15 @@ def can_write_encrypted() -> bool:
             con.close()
 
 
-def attach_options(encryption_key: str | None, read_only: bool = True) -> str:
-    """The options of ``ATTACH '<warehouse>' AS ... (<options>)`` for a reader of the published warehouse."""
-    options = ["READ_ONLY"] if read_only else []
-    if encryption_key:
-        options.append(f"ENCRYPTION_KEY {_sql_text(encryption_key)}")
-    return ", ".join(options)
-
-
 def _attach_building(con, building: Path, encryption_key: str | None) -> None:
     import duckdb
 
     if not encryption_key:
-        con.execute(f"ATTACH {_sql_text(str(building))} AS pub")
+        con.execute(f"ATTACH {literal(str(building))} AS pub")
         return
     load_secure_crypto(con)
     try:
-        con.execute(f"ATTACH {_sql_text(str(building))} AS pub (ENCRYPTION_KEY {_sql_text(encryption_key)})")
+        con.execute(f"ATTACH {literal(str(building))} AS pub (ENCRYPTION_KEY {literal(encryption_key)})")
     except duckdb.Error as exc:
         message = str(exc).replace(encryption_key, "***")  # never let the key reach a log
         if "crypto module" in message:

@@ -9,6 +9,7 @@ import os
 import dagster as dg
 
 from rom_pipeline.defs.sql_asset import DUCKDB_POOL, OWNERS
+from rom_pipeline.lib.warehouse_reader import encryption_key as warehouse_encryption_key
 from rom_pipeline.reports import build_reports
 from rom_pipeline.reports.build import code_version
 from rom_pipeline.resources import Workspace
@@ -41,7 +42,7 @@ def _pdf_wanted(config: ReportsConfig) -> bool:
 )
 def benchmark_reports(context: dg.AssetExecutionContext, config: ReportsConfig,
                       workspace: Workspace) -> dg.MaterializeResult:
-    encryption_key = os.environ.get("ROM_WAREHOUSE_ENCRYPTION_KEY") or None
+    encryption_key = warehouse_encryption_key()
     if encryption_key:
         context.log.warning("the warehouse is encrypted at rest; the reports are plain HTML: keep "
                             f"{workspace.data_path / 'reports'} on storage with the same protection")

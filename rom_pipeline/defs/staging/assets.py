@@ -1,20 +1,21 @@
 """Staging: validated, typed, pseudonymised rows of every delivered file, and their rejects.
 
 One multi-asset per contract file builds ``staging.<file>`` and
-``staging.<file>_rejects`` from the pandera schema; the scoring models and the
-quarantine/reconciliation tables are SQL models. The pandera schemas run again
+``staging.<file>_rejects`` from the pandera schema; the scoring models
+(``sql/staging``) and the quarantine/reconciliation tables (``sql/audit``) are SQL
+models, wired by :mod:`rom_pipeline.defs.models`. The pandera schemas run again
 as blocking checks on the staging tables (pushed down into DuckDB by ibis).
 """
 
 import dagster as dg
 import pandera.ibis as pa
 
-from rom_pipeline.defs.audit.pending import read_scope
-from rom_pipeline.defs.sql_asset import (DUCKDB_POOL, OWNERS, refresh_metadata, refresh_mode, sql_model_asset,
-                                         table_metadata)
-from rom_pipeline.defs.staging.checks import pandera_schema_check, sql_check
+from rom_pipeline.defs.checks import asset_check
+from rom_pipeline.defs.sql_asset import DUCKDB_POOL, OWNERS, refresh_metadata, refresh_mode, table_metadata
+from rom_pipeline.defs.staging.checks import pandera_schema_check
 from rom_pipeline.defs.staging.validate import validate_file, validation_sql_sha256
-from rom_pipeline.lib.sqlfiles import SqlModel
+from rom_pipeline.lib.concern_scope import read_scope
+from rom_pipeline.lib.model_checks import CheckSpec
 from rom_pipeline.resources import Workspace
 from schemas.contract import FILES
 from schemas.reference import REFERENCE_FILES
@@ -71,50 +72,13 @@ def staging_asset(schema: pa.DataFrameSchema) -> dg.AssetsDefinition:
 ALL_SCHEMAS = {**FILES, **REFERENCE_FILES}
 VALIDATION_ASSETS = [staging_asset(schema) for schema in ALL_SCHEMAS.values()]
 
-SCORING = sql_model_asset(
-    SqlModel("staging", "measurement_scoring"),
-    per_concern=True,
-    deps=[["staging", "measurements"], ["staging", "item_responses"]],
-    description="Every row-valid measurement with its total from items (prorated) or as delivered, "
-                "and why it cannot be scored if so.",
-)
-SCORES = sql_model_asset(
-    SqlModel("staging", "measurement_scores"),
-    per_concern=True,
-    deps=[["staging", "measurement_scoring"]],
-    description="Valid measurements with their total score: the input of every outcome.",
-)
-QUARANTINE = sql_model_asset(
-    SqlModel("audit", "quarantine"),
-    deps=[["staging", f"{f}_rejects"] for f in ALL_SCHEMAS] + [["staging", "measurement_scoring"],
-                                                              ["raw", "measurements"]],
-    description="Every delivered row that did not load, once per reason, with the raw row and the stage.",
-)
-RECONCILIATION = sql_model_asset(
-    SqlModel("audit", "reconciliation"),
-    deps=[["audit", "quarantine"], ["audit", "delivery_files"], ["staging", "measurement_scores"]]
-    + [["staging", f] for f in ALL_SCHEMAS],
-    description="Per current delivery and file: rows read = rows loaded + rows quarantined.",
-)
-
-ASSETS = [*VALIDATION_ASSETS, SCORING, SCORES, QUARANTINE, RECONCILIATION]
+ASSETS = VALIDATION_ASSETS
 
 CHECKS = [
     *[pandera_schema_check(schema) for schema in ALL_SCHEMAS.values()],
-    sql_check(
-        asset=["audit", "reconciliation"], name="rows_reconcile",
-        description="Blocking: for every current delivery and file, rows read = rows loaded + rows quarantined.",
-        sql="SELECT delivery_id, file_name, rows_read, rows_loaded, rows_quarantined "
-            "FROM audit.reconciliation WHERE NOT reconciled"),
-    sql_check(
-        asset=["audit", "reconciliation"], name="no_row_both_loaded_and_quarantined",
-        description="Blocking: a measurement row is either scored or quarantined, never both.",
-        sql="SELECT s.delivery_id, s.source_row_number FROM staging.measurement_scores AS s "
-            "JOIN audit.quarantine AS q ON q.delivery_id = s.delivery_id "
-            "AND q.source_row_number = s.source_row_number AND q.file_name LIKE 'measurements.%'"),
-    sql_check(
-        asset=["staging", "episodes"], name="client_ids_are_pseudonyms",
+    asset_check(CheckSpec(
+        table="staging.episodes", name="client_ids_are_pseudonyms", severity="ERROR",
         description="Blocking: every stored client id is a 64-hex HMAC-SHA256 pseudonym.",
         sql="SELECT delivery_id, source_row_number FROM staging.episodes "
-            "WHERE NOT regexp_full_match(client_pseudonym, '[0-9a-f]{64}')"),
+            "WHERE NOT regexp_full_match(client_pseudonym, '[0-9a-f]{64}')")),
 ]

@@ -1,11 +1,10 @@
-"""Check factories: pandera schemas and SQL queries as blocking Dagster asset checks.
+"""The pandera contract as a blocking Dagster asset check on each staging table.
 
-A SQL check is a query that returns offending rows; it passes when there are none.
-Metadata carries counts and at most a few keys (ids, row numbers), never client data.
+SQL checks (a query for the rows that break a rule) go through the one factory,
+:func:`rom_pipeline.defs.checks.asset_check`.
 """
 
 import copy
-from typing import Sequence
 
 import dagster as dg
 import ibis
@@ -14,8 +13,6 @@ import pandera.ibis as pa
 
 from rom_pipeline.lib.validation_sql import key_columns
 from rom_pipeline.resources import Workspace
-
-SAMPLE_ROWS = 5
 
 
 def staging_schema(schema: pa.DataFrameSchema) -> pa.DataFrameSchema:
@@ -54,20 +51,5 @@ def pandera_schema_check(schema: pa.DataFrameSchema) -> dg.AssetChecksDefinition
                 return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
                                            metadata={"failures": dg.MetadataValue.json(failures)})
         return dg.AssetCheckResult(passed=True, metadata={"rows_validated": rows})
-
-    return _check
-
-
-def sql_check(asset: Sequence[str], name: str, description: str, sql: str,
-              severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=dg.AssetKey(list(asset)), name=name, description=description,
-                    blocking=severity == dg.AssetCheckSeverity.ERROR)
-    def _check(workspace: Workspace) -> dg.AssetCheckResult:
-        with workspace.connect() as con:
-            count = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
-            sample = con.execute(f"SELECT * FROM ({sql}) LIMIT {SAMPLE_ROWS}").fetchall() if count else []
-        return dg.AssetCheckResult(
-            passed=count == 0, severity=severity,
-            metadata={"offending_rows": count, "sample": dg.MetadataValue.json([list(map(str, r)) for r in sample])})
 
     return _check

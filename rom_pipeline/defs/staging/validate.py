@@ -1,6 +1,6 @@
 """Split the rows of one delivered file into ``staging.<file>`` (valid, typed) and ``staging.<file>_rejects``.
 
-With ``concerns`` (an incremental night, :mod:`rom_pipeline.defs.audit.pending`) only
+With ``concerns`` (an incremental night, :mod:`rom_pipeline.lib.concern_scope`) only
 those concerns' rows are checked and replaced, in one transaction; without, both
 tables are rebuilt whole (first run, full rebuild, reference files).
 """
@@ -11,6 +11,7 @@ from typing import Sequence
 
 import pandera.ibis as pa
 
+from rom_pipeline.lib.sqltext import in_list as sql_in_list
 from rom_pipeline.lib.validation_sql import checked_rows_sql, key_columns
 
 REJECT_COLUMNS = ("delivery_id, concern_id, file_name, source_row_number, stage, reason, column_name, "
@@ -32,10 +33,6 @@ def staging_columns(schema: pa.DataFrameSchema) -> list[str]:
 
 def validation_sql_sha256(schema: pa.DataFrameSchema) -> str:
     return hashlib.sha256(checked_rows_sql(schema).encode()).hexdigest()
-
-
-def _in_list(values: Sequence[str]) -> str:
-    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
 
 
 def _staging_select(schema: pa.DataFrameSchema, checked: str) -> str:
@@ -91,7 +88,7 @@ def validate_file(con, schema: pa.DataFrameSchema, concerns: Sequence[str] | Non
     elif not concerns:
         changes = {"rows_deleted": 0, "rows_inserted": 0}
     else:
-        in_list = _in_list(concerns)
+        in_list = sql_in_list(concerns)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {checked} AS "
                     f"SELECT * FROM ({checked_rows_sql(schema)}) AS c WHERE c.concern_id IN ({in_list})")
         con.begin()

@@ -8,7 +8,7 @@ records the same values in ``audit.runs``:
   a manifest carries the sha256 of each data file, so it stands for the delivery.
 - ``reference``: (path, sha256) of every ``reference/*.csv`` (annual reports, quality indicators).
 - ``parameters_sha256``: the rule parameters in effect (``rom_pipeline.config``).
-- ``source_sha256``: every file that decides what the pipeline computes (``sql/``,
+- ``source_sha256``: every file that decides what the pipeline computes (``sql/`` models and sidecars,
   ``schemas/``, the package's Python and YAML); a code change means a full rebuild.
 - ``code_version``: ``<package version>+g<git commit>`` or ``<package version>+unknown``.
 """
@@ -73,7 +73,8 @@ def source_sha256() -> str:
     Computed once per process (a Dagster code server reloads on a code change), so a
     colleague editing a file halfway through a test session cannot change it.
     """
-    files = [*sorted(SQL_DIR.rglob("*.sql")), *sorted(SCHEMAS_DIR.rglob("*.py")), *sorted(SCHEMAS_DIR.rglob("*.yaml"))]
+    files = [*sorted(SQL_DIR.rglob("*.sql")), *sorted(SQL_DIR.rglob("*.yml")),  # models and their sidecars
+             *sorted(SCHEMAS_DIR.rglob("*.py")), *sorted(SCHEMAS_DIR.rglob("*.yaml"))]
     for pattern in ("*.py", "*.yaml"):
         files += sorted(p for p in PACKAGE_DIR.rglob(pattern)
                         if not set(p.relative_to(PACKAGE_DIR).parts[:1]) & set(_NOT_SOURCE))

@@ -61,6 +61,7 @@ class _Stage:
     rows: int = 0
     checks_passed: int = 0
     checks_failed: int = 0
+    checks_warned: int = 0  # severity WARN: the figures are published all the same
     meta: dict = field(default_factory=dict)   # metadata of the stage's materialisations, merged
     reported: bool = False
 
@@ -156,9 +157,15 @@ class Progress:
             elif kind == "ASSET_CHECK_EVALUATION":
                 data = event.event_specific_data
                 stage = self.stages.get(self.stage_of.get(step_key or "", ""))
+                warn = getattr(data.severity, "value", data.severity) == "WARN"
                 if data.passed:
                     if stage:
                         stage.checks_passed += 1
+                elif warn:
+                    if stage:
+                        stage.checks_warned += 1
+                    self._print(f"{self._stamp()} CHECK WARN   {data.asset_key.to_user_string()}:{data.check_name} "
+                                f"({_value(data.metadata, 'failing_rows')} rows; published all the same)")
                 else:
                     if stage:
                         stage.checks_failed += 1
@@ -191,6 +198,7 @@ def describe(stage: _Stage) -> str:
     """The counts of one finished stage, in words."""
     m = stage.meta
     checks = (f"; {stage.checks_passed} checks passed" if stage.checks_passed else "") + \
+        (f", {stage.checks_warned} warned" if stage.checks_warned else "") + \
         (f", {stage.checks_failed} FAILED" if stage.checks_failed else "")
     if stage.label == "ingest" and "deliveries_loaded" in m:
         return (f"deliveries: {_n(m['deliveries_loaded'])} loaded, {_n(m.get('deliveries_unchanged', 0))} unchanged, "

@@ -13,7 +13,6 @@ import re
 import shutil
 import xml.etree.ElementTree as ET
 import zlib
-from html.parser import HTMLParser
 from pathlib import Path
 
 import dagster as dg
@@ -21,6 +20,7 @@ import duckdb
 import pytest
 
 from conftest import Pipeline
+from html_tables import tables
 from rom_pipeline.generate.cli import main as generate
 from rom_pipeline.reports import build, build_reports, charts, labels
 from rom_pipeline.reports.formatting import (
@@ -204,42 +204,6 @@ def built(tmp_path_factory) -> Built:
     reports = [e.materialization for e in events if e.asset_key == dg.AssetKey(["reports", "benchmark_reports"])]
     assert len(reports) == 1
     return Built(data / "reports", data, run, reports)
-
-
-class _Tables(HTMLParser):
-    """Tables of an HTML page as rows of cells; a cell is (main text, text of its <small> parts)."""
-
-    def __init__(self):
-        super().__init__()
-        self.tables, self._cell, self._small = [], None, 0
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "table":
-            self.tables.append([])
-        elif tag == "tr" and self.tables:
-            self.tables[-1].append([])
-        elif tag in ("td", "th") and self.tables:
-            self._cell = [[], []]
-        elif tag == "small" and self._cell is not None:
-            self._small += 1
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None:
-            main, small = ("".join(p).strip() for p in self._cell)
-            self.tables[-1][-1].append((re.sub(r"\s+", " ", main), re.sub(r"\s+", " ", small)))
-            self._cell = None
-        elif tag == "small":
-            self._small = max(0, self._small - 1)
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell[1 if self._small else 0].append(data + (" " if self._small else ""))
-
-
-def tables(path: Path) -> list[list[list[tuple[str, str]]]]:
-    parser = _Tables()
-    parser.feed(path.read_text(encoding="utf-8"))
-    return parser.tables
 
 
 def row(tabs, first_cell: str, table_title: str | None = None) -> list[tuple[str, str]]:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import csv
 import re
 from decimal import Decimal
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
 from conftest import Pipeline
+from html_tables import html_tables
+
 from rom_pipeline.paths import SAMPLE_EXPORT_DIR
 from rom_pipeline.reports import labels, views
 from rom_pipeline.reports.data import SharedSource
@@ -35,41 +35,10 @@ CONCERN, YEAR = "C900", 2013
 
 # --- reading the report as a reader sees it -----------------------------------------------------
 
-class _Tables(HTMLParser):
-    """Every table as rows of cell texts (text of <small> parts left out: they are notes)."""
-
-    def __init__(self):
-        super().__init__()
-        self.tables: list[list[list[str]]] = []
-        self._cell: list[str] | None = None
-        self._small = 0
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "table":
-            self.tables.append([])
-        elif tag == "tr" and self.tables:
-            self.tables[-1].append([])
-        elif tag in ("td", "th") and self.tables:
-            self._cell = []
-        elif tag == "small":
-            self._small += 1
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None:
-            self.tables[-1][-1].append(re.sub(r"\s+", " ", "".join(self._cell)).strip())
-            self._cell = None
-        elif tag == "small":
-            self._small = max(0, self._small - 1)
-
-    def handle_data(self, data):
-        if self._cell is not None and not self._small:
-            self._cell.append(data)
-
-
 def _tables(html: str, title: str) -> list[list[list[str]]]:
-    parser = _Tables()
-    parser.feed(html)
-    return [t for t in parser.tables if t and t[0] and t[0][0] == title]
+    """The tables whose header starts with ``title``, as rows of cell texts (<small> notes left out)."""
+    found = [[[cell[0] for cell in r] for r in t] for t in html_tables(html)]
+    return [t for t in found if t and t[0] and t[0][0] == title]
 
 
 class Report:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from rom_pipeline.reports import views
+from rom_pipeline.reports import labels, views
 from rom_pipeline.reports.data import ManagerSource, SharedSource
 from rom_pipeline.reports.pdf import render_pdf
 from rom_pipeline.reports.render import render

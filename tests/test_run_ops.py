@@ -195,7 +195,11 @@ def test_progress_is_a_line_per_stage_with_counts_and_a_live_line_during_long_st
     print("\n".join(lines))
     assert not [line for line in lines if "done   " in line]  # no internal step names, one per step
     stages = [re.match(r"\[\s*[\d.]+s\] (\S+(?: trail)?)\s", line).group(1) for line in lines
-              if "running for" not in line]
+              if "running for" not in line and "CHECK WARN" not in line]
+    # The one warning of the sample: breakdown cells that complementary suppression could not protect
+    # (docs/outcome-rules.md, known limits); published all the same.
+    assert [line.split("CHECK WARN")[1].split()[0] for line in lines if "CHECK WARN" in line] == \
+        ["marts/indicator_aggregates:no_single_hidden_part"]
     assert stages == ["ingest", "validate", "outcomes", "indicators", "audit trail", "publish", "reports"]
     ingest = next(line for line in lines if "] ingest" in line)
     assert f"deliveries: {len(SAMPLE_MANIFESTS)} loaded, 0 unchanged, 0 rejected" in ingest
@@ -259,7 +263,9 @@ def test_command_line_runs_are_in_the_data_dirs_dagster_instance(nights, monkeyp
         checks = [r.dagster_event.event_specific_data for r in instance.all_logs(nights.run_ids[0])
                   if r.dagster_event and r.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
         assert any(c.check_name == "reproduces_published_figures" and c.passed for c in checks)
-        assert all(c.passed for c in checks)
+        # every blocking check passed (a WARN check may fail: its figures are published all the same)
+        assert all(c.passed for c in checks if c.severity == dg.AssetCheckSeverity.ERROR)
+        assert {c.check_name for c in checks if not c.passed} <= {"no_single_hidden_part"}
 
 
 def test_dev_dagster_uses_the_data_dirs_dagster_home(tmp_path):

@@ -555,11 +555,12 @@ def test_module_entry_point_reports_defects(tmp_path):
 
 
 def test_generation_streams_many_episodes_quickly(tmp_path):
-    started = time.perf_counter()
+    """CPU time of this process, not wall time: other work on a shared (CI) machine does not count, so
+    the check runs everywhere instead of skipping when the machine is busy (about 3 s when idle)."""
+    started = time.process_time()
     summary = generate_deliveries(tmp_path, concerns=3, episodes=20_000, seed=11, items=False)
-    seconds = time.perf_counter() - started
-    if seconds > 10:
-        pytest.skip(f"machine too slow for the scale check ({seconds:.1f} s)")
+    seconds = time.process_time() - started
+    assert seconds < 30, f"generating 20,000 episodes took {seconds:.1f} CPU seconds"
     assert summary["rows"]["episodes.csv"] == 20_000
     assert summary["rows"]["measurements.csv"] > 100_000
 

@@ -328,7 +328,9 @@ def _run_holding_the_data_dir(export_dir, data_dir, run_id, quiet, reports, verb
     before = delivery_statuses(warehouse_path)
     loggers = {"console": {"config": {"log_level": "CRITICAL"}}, "step_log": {"config": {"path": str(log_path)}}}
     if not quiet:
-        loggers["progress"] = {"config": {"verbose": verbose}}
+        # How often a plain (non-terminal) console says a long step is still running.
+        interval = float(os.environ.get("ROM_PROGRESS_INTERVAL_SECONDS") or 10)
+        loggers["progress"] = {"config": {"verbose": verbose, "interval": interval}}
     with dg.DagsterInstance.get() as instance:
         job = _job(reports)
         try:

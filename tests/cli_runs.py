@@ -44,7 +44,7 @@ def cli_env(export_dir: Path | None, data_dir: Path | None, key: str | None = TE
     """The environment of a run: the caller's, without any ROM_* or DAGSTER_HOME setting of its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROM_") and k != "DAGSTER_HOME"}
     env["PYTHONUNBUFFERED"] = "1"
-    env["ROM_REPORTS_PDF"] = "0"  # HTML reports only: Chromium printing would dominate every run
+    env["ROM_REPORTS_PDF"] = "0"  # HTML reports only: the PDFs have tests of their own
     if export_dir is not None:
         env["ROM_EXPORT_DIR"] = str(export_dir)
     if data_dir is not None:

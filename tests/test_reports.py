@@ -460,7 +460,7 @@ def test_shared_case_mix_shows_the_published_suppression(built):
                     main = r[1 + 2 * i][0]
                     if suppressed:
                         assert main == "–", (path.name, dimension, category, indicator, main)
-                        therapist_reason += dimension == "therapist_experience" and reason != "n_below_min_n"
+                        therapist_reason += reason == "therapists_below_min"
                     elif value is not None:
                         assert main == fmt_indicator(indicator, value), (path.name, dimension, category, indicator)
                     checked += 1

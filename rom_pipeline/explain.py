@@ -31,7 +31,7 @@ BENCHMARK_TABLES = ("marts.financial_ratios", "marts.concern_benchmark", "marts.
 
 AGGREGATIONS = {
     "episodes": "every episode weighs the same",
-    "mean_of_locations": "mean of the locations' values (every location weighs the same; seed 000)",
+    "mean_of_locations": "mean of the shown locations' values (every location weighs the same; seed 000; a suppressed location takes no part)",
 }
 RELEVANT_PARAMETERS = {
     "outcomes": ["primary_instrument", "norm_score", "improvement_cap", "pre_window_days_before_start",

@@ -60,12 +60,31 @@ def default_context(params=None) -> dict[str, Any]:
     a run passes its own. ``delivered_files``: every file name of ``schemas/contract.py`` and
     ``schemas/reference.py``, in their order (what ``audit.quarantine`` and ``audit.reconciliation`` union).
     """
-    from rom_pipeline.config import load_parameters
     from schemas.contract import FILES
     from schemas.reference import REFERENCE_FILES
 
-    return {"params": params if params is not None else load_parameters(),
+    return {"params": params if params is not None else _default_parameters(*_parameter_sources()),
             "delivered_files": [*FILES, *REFERENCE_FILES]}
+
+
+def _parameter_sources() -> tuple:
+    """What the default parameters are read from, with modification times: the cache key of
+    :func:`_default_parameters` (every model's text renders with them; the definitions render
+    every model at import, so reading the YAML once instead of once per model saves seconds)."""
+    import os
+
+    from rom_pipeline.config import DEFAULTS_FILE, INSTRUMENTS_FILE
+
+    override = os.environ.get("ROM_PARAMETERS") or None
+    files = [DEFAULTS_FILE, INSTRUMENTS_FILE] + ([Path(override)] if override else [])
+    return override, tuple(f.stat().st_mtime_ns if f.is_file() else None for f in files)
+
+
+@functools.lru_cache(maxsize=4)
+def _default_parameters(override: str | None, mtimes: tuple):
+    from rom_pipeline.config import load_parameters
+
+    return load_parameters(override)
 
 
 def render_sql(relative_path: str, context: dict | None = None) -> str:
@@ -76,6 +95,12 @@ def render_sql(relative_path: str, context: dict | None = None) -> str:
 
 def tables_read(sql: str) -> list[tuple[str, str]]:
     """(schema, table) of every table ``sql`` reads, sorted: CTEs, table functions and ``config.*`` left out."""
+    return list(_tables_read(sql))
+
+
+@functools.lru_cache(maxsize=256)
+def _tables_read(sql: str) -> tuple[tuple[str, str], ...]:
+    """Parsing is the slow part (sqlglot, about 0.1 s a model) and the definitions ask several times."""
     try:
         statements = sqlglot.parse(sql, read="duckdb")
     except sqlglot.errors.ParseError as exc:
@@ -93,7 +118,7 @@ def tables_read(sql: str) -> list[tuple[str, str]]:
                 continue
             if table.db not in PROVIDED_SCHEMAS:
                 found.add((table.db, table.name))
-    return sorted(found)
+    return tuple(sorted(found))
 
 
 @dataclass(frozen=True)

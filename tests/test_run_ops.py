@@ -201,7 +201,7 @@ def test_progress_is_a_line_per_stage_with_counts_and_a_live_line_during_long_st
     assert [line.split("CHECK WARN")[1].split()[0] for line in lines if "CHECK WARN" in line] == \
         ["marts/indicator_aggregates:no_single_hidden_part"]
     assert stages == ["ingest", "validate", "outcomes", "indicators", "audit trail", "publish", "reports"]
-    ingest = next(line for line in lines if "] ingest" in line)
+    ingest = next(line for line in lines if re.search(r"\] ingest +deliveries:", line))
     assert f"deliveries: {len(SAMPLE_MANIFESTS)} loaded, 0 unchanged, 0 rejected" in ingest
     assert "full refresh" in ingest
     assert re.search(r"\] validate +\d+ tables, [\d,]+ rows; \d+ checks passed$", "\n".join(lines), re.M)

@@ -163,6 +163,16 @@ def test_the_new_figures_are_suppressed_like_every_other(tmp_path):
             WHERE indicator IN ('pct_rom_adherent', 'mean_rom_adherence', 'pct_recovered_wav', 'pct_working_start')
               AND level IN ('location', 'concern') AND n > 0""").fetchall()
     assert rows == [(None, None, True, "n_below_min_n")]
+    # The location report names the secondary indicators without a single shown figure once, under the
+    # table, instead of a row of dashes each; the core ones (with a target or a chart) keep their rows.
+    from rom_pipeline.reports.build import build_reports
+
+    build_reports(pipeline.data_dir / "warehouse.duckdb", pipeline.data_dir / "work.duckdb", pipeline.data_dir,
+                  pdf=False, log=lambda message: None)
+    html = (pipeline.data_dir / "reports" / "shared" / "locations" / "C001-L1.html").read_text(encoding="utf-8")
+    table, note = html.split("Niet in de tabel, omdat geen enkel cijfer", 1)
+    assert "WAV (werkalliantie): verslechterd" in note and "ROM volgens protocol" in note
+    assert "WAV (werkalliantie)" not in table and "Complete scores SCL-90" in table
 
 
 def _explain(pipeline, indicator: str, unit: str = "L1") -> tuple[str, dict]:

@@ -514,6 +514,10 @@ def test_checks_pass_on_the_case(con):
      "UPDATE marts.episode_outcomes SET pct_improvement = 120 WHERE episode_id = 'E01' AND concern_id = 'C1'"),
     ("improvement_in_range",
      "UPDATE marts.episode_outcomes SET pct_improvement = NULL WHERE episode_id = 'E01' AND concern_id = 'C1'"),
+    ("adherence_counts_consistent",
+     "UPDATE marts.episode_outcomes SET expected_administrations = NULL WHERE episode_id = 'E01' AND concern_id = 'C1'"),
+    ("adherence_counts_consistent",
+     "UPDATE marts.episode_outcomes SET scl90_administrations = -1 WHERE episode_id = 'E01' AND concern_id = 'C1'"),
     ("indicators_percentages_in_range",
      "UPDATE marts.indicators SET value = 101 WHERE indicator = 'pct_complete' AND level = 'all' AND period = '2025'"
      " AND aggregation = 'episodes'"),

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -169,9 +171,34 @@ def run_catalogue(run: dict) -> dict[str, Indicator]:
     return {ind.code: ind for ind in entries}
 
 
+def indicator_instrument(indicator: Indicator | None) -> str | None:
+    """The secondary instrument an indicator reads (``secondary_outcomes.<CODE>.<field>`` in its SQL), if any:
+    explain then shows that instrument's pre/post of every episode instead of the SCL90's."""
+    if indicator is None:
+        return None
+    found = re.search(r"secondary_outcomes\.\"?([A-Za-z0-9_]+)\"?\.", f"{indicator.population} {indicator.value}")
+    return found.group(1) if found else None
+
+
+def reads_adherence(indicator: Indicator | None) -> bool:
+    return indicator is not None and "administrations" in f"{indicator.population} {indicator.value}"
+
+
 def _why_not(episode: dict, indicator: Indicator | None) -> str:
     if indicator is None:
         return "not in this indicator's denominator"
+    instrument = indicator_instrument(indicator)
+    if instrument is not None:
+        outcome = episode.get("instrument_outcome")
+        if not outcome or not outcome.get("n_measurements"):
+            return f"no valid {instrument} measurement"
+        missing = [name for name, key in (("pre-score", "pre_measurement_id"), ("post-score", "post_measurement_id"))
+                   if outcome.get(key) is None]
+        if missing:
+            return f"no {instrument} " + " and no ".join(missing)
+        return f"outside its population ({indicator.population_text})"
+    if reads_adherence(indicator) and episode.get("expected_administrations") is None:
+        return "no expected SCL90 administrations (sessions_attended not delivered)"
     needs_complete = "complete" in indicator.population or "has_complete_scores" in indicator.population
     if needs_complete and not episode["has_complete_scores"]:
         missing = [name for name, key in (("pre-score", "pre_measurement_id"), ("post-score", "post_measurement_id"))
@@ -262,8 +289,12 @@ def _parameters(run: dict, indicator: Indicator | None) -> dict:
                               "higher_is_better": indicator.higher_is_better, "cluster": indicator.cluster}
     if indicator.target is not None:
         out["target"] = f"{indicator.comparator} {indicator.target:g}"
+    if reads_adherence(indicator):
+        interval = tree.get("outcomes", {}).get("rom_interval_sessions")
+        out["rom_interval_sessions"] = interval.get("value") if isinstance(interval, dict) else interval
     if "reliable_change" in f"{indicator.population} {indicator.value}":
-        primary = tree.get("outcomes", {}).get("primary_instrument", "SCL90")
+        primary = indicator_instrument(indicator) or tree.get("outcomes", {}).get("primary_instrument", "SCL90")
+        out["reliable_change_instrument"] = primary
         rc = tree.get("reliable_change", {})
         constants = rc.get("instruments", {}).get(primary, {})
         out["reliable_change"] = {"z_critical": rc.get("z_critical", {}).get("value"),
@@ -330,6 +361,11 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
         return out
     key = "|".join([concern, level, unit, period_type, period])
     episodes, cell_run = _cell_episodes(con, seq, key)
+    instrument = indicator_instrument(entry)
+    for e in episodes:  # the instrument this indicator reads (issue 12): its pre/post, not the SCL90's
+        e["instrument_outcome"] = (e.get("secondary_outcomes") or {}).get(instrument) if instrument else None
+    out["instrument"] = instrument or "SCL90"
+    out["shows_adherence"] = reads_adherence(entry)
     contributing = [e for e in episodes if indicator in (e["counts_in"] or [])]
     for e in episodes:
         e["counts"] = indicator in (e["counts_in"] or [])
@@ -341,6 +377,7 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
         "episode_id", "delivery_id", "location_id", "therapist_id", "end_date", "end_reason", "pre_measurement_id",
         "pre_score", "post_measurement_id", "post_score", "has_complete_scores", "pct_improvement",
         "improvement_rule", "reliable_change", "satisfaction_measurement_id", "satisfaction_post",
+        "scl90_administrations", "expected_administrations", "instrument_outcome",
         "counts", "contribution", "left_out_because")} for e in episodes]
     if aggregation == "mean_of_locations":
         locations = _rows(con, """
@@ -462,17 +499,26 @@ def render_text(doc: dict) -> str:
                          f"{_fmt(loc['n']):<7} {why}")
     episodes = doc["episodes"]
     counted = [e for e in episodes if e["counts"]]
+    instrument = doc.get("instrument", "SCL90")
+    adherence = doc.get("shows_adherence", False)
     lines += ["", f"Episodes closed in the period: {len(episodes)}; counted in {f['indicator']}: {len(counted)}"
-                  f" (recorded by run {doc['episodes_recorded_by_run']})",
-              "  episode     delivery             pre (id: score)        post (id: score)       % impr.  rule"
-              "                    change        counts"]
+                  f" (recorded by run {doc['episodes_recorded_by_run']})"]
+    if instrument != "SCL90":
+        lines.append(f"  (pre, post and change are the episode's {instrument} measurements, the instrument of this "
+                     "indicator; % improvement is SCL90 only)")
+    lines.append("  episode     delivery             pre (id: score)        post (id: score)       % impr.  rule"
+                 "                    change        " + ("SCL90 adm./expected  " if adherence else "") + "counts")
     for e in episodes:
+        scores = e["instrument_outcome"] or {} if instrument != "SCL90" else e
         lines.append(
             f"  {e['episode_id']:<11} {str(e['delivery_id']):<20} "
-            f"{str(e['pre_measurement_id']) + ': ' + _fmt(e['pre_score']):<22} "
-            f"{str(e['post_measurement_id']) + ': ' + _fmt(e['post_score']):<22} "
-            f"{_fmt(e['pct_improvement']):>7}  {str(e['improvement_rule'] or '-'):<23} "
-            f"{str(e['reliable_change'] or '-'):<13} "
+            f"{str(scores.get('pre_measurement_id')) + ': ' + _fmt(scores.get('pre_score')):<22} "
+            f"{str(scores.get('post_measurement_id')) + ': ' + _fmt(scores.get('post_score')):<22} "
+            f"{_fmt(e['pct_improvement'] if instrument == 'SCL90' else None):>7}  "
+            f"{str((e['improvement_rule'] if instrument == 'SCL90' else None) or '-'):<23} "
+            f"{str(scores.get('reliable_change') or '-'):<13} "
+            + (f"{_fmt(e['scl90_administrations']) + '/' + _fmt(e['expected_administrations']):<20} "
+               if adherence else "")
             + (f"yes ({_fmt(e['contribution'])})" if e["counts"] else f"no: {e['left_out_because']}"))
     rep = doc["reproduced"]
     lines += ["", f"Reproduced from these episodes: n = {rep['n']}, value = "

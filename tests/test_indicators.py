@@ -175,9 +175,13 @@ def test_published_columns(con):
     levels = {r[0] for r in con.execute("SELECT DISTINCT level FROM marts.indicators").fetchall()}
     assert levels == {"therapist", "location", "concern", "all"}
     indicators = {r[0] for r in con.execute("SELECT DISTINCT indicator FROM marts.indicators").fetchall()}
+    secondary = {f"pct_{what}_{instrument}" for instrument in ("hdrs", "ubos", "wav", "sf36", "cqi")
+                 for what in ("complete", "recovered", "improved", "unchanged", "deteriorated")}
     assert indicators == {"n_closed", "pct_complete", "mean_improvement", "pct_recovered", "pct_improved",
                           "pct_unchanged", "pct_deteriorated", "pct_dropout", "mean_satisfaction",
-                          "pct_working_end"}
+                          "pct_working_start", "pct_working_end", "pct_rom_adherent", "mean_rom_adherence",
+                          *secondary}
+    assert len(indicators) == 38  # 10 of seed 000 and the design, 28 of issue 12 (parts 3 and 4)
     by_level = dict(con.execute("""SELECT level, list(DISTINCT aggregation ORDER BY aggregation)
                                     FROM marts.indicators GROUP BY level""").fetchall())
     assert by_level == {"therapist": ["episodes"], "location": ["episodes"],
@@ -510,6 +514,10 @@ def test_checks_pass_on_the_case(con):
      "UPDATE marts.episode_outcomes SET pct_improvement = 120 WHERE episode_id = 'E01' AND concern_id = 'C1'"),
     ("improvement_in_range",
      "UPDATE marts.episode_outcomes SET pct_improvement = NULL WHERE episode_id = 'E01' AND concern_id = 'C1'"),
+    ("adherence_counts_consistent",
+     "UPDATE marts.episode_outcomes SET expected_administrations = NULL WHERE episode_id = 'E01' AND concern_id = 'C1'"),
+    ("adherence_counts_consistent",
+     "UPDATE marts.episode_outcomes SET scl90_administrations = -1 WHERE episode_id = 'E01' AND concern_id = 'C1'"),
     ("indicators_percentages_in_range",
      "UPDATE marts.indicators SET value = 101 WHERE indicator = 'pct_complete' AND level = 'all' AND period = '2025'"
      " AND aggregation = 'episodes'"),

@@ -347,12 +347,15 @@ def location_context(concern_id: str, concern_name: str,
                      breakdown_rows: list[dict], year: str | None) -> dict:
     loc_id = location["location_id"]
     names = {l["location_id"]: l["location_name"] for l in locations}
-    indicator_rows = []
+    indicator_rows, too_few = [], []
     for indicator in [*rules.indicators.counts, *rules.indicators.order]:
         cells = []
         for y in units.years:
             cells.append({"unit": shared_cell(indicator, units.get("location", loc_id, "year", y, indicator), rules),
                           "org": shared_cell(indicator, units.get("concern", concern_id, "year", y, indicator), rules)})
+        if _nothing_shown(indicator, cells, rules):
+            too_few.append(rules.indicators.labels[indicator])
+            continue
         indicator_rows.append({"label": rules.indicators.labels[indicator],
                                "lower_is_better": indicator in rules.indicators.lower_is_better, "cells": cells})
 
@@ -427,12 +430,21 @@ def location_context(concern_id: str, concern_name: str,
         "years": [year_label(y, export_date) for y in units.years],
         "partial_note": (f"* lopend jaar: trajecten afgesloten tot en met {export_date:%d-%m-%Y} (datum van de "
                          "export)") if export_date and str(export_date.year) in units.years else "",
-        "funnel_year": year, "indicator_rows": indicator_rows, "target_rows": target_rows,
+        "funnel_year": year, "indicator_rows": indicator_rows, "too_few": too_few, "target_rows": target_rows,
         "trend_charts": trend_charts, "funnels": funnels, "breakdowns": breakdowns,
         "locations": [{"id": l["location_id"], "name": l["location_name"]} for l in locations],
         "rules": {"min_n": rules.min_n, "min_count": rules.min_count},
         "run": run,
     }
+
+
+def _nothing_shown(indicator: str, cells: list[dict], rules: Rules) -> bool:
+    """A secondary indicator (no target, no chart: e.g. an instrument that few episodes have) without a single
+    shown figure in any year, for the location or the organisation: the report names it once instead of a row
+    of dashes (every figure of it rests on too few episodes)."""
+    if indicator in rules.indicators.counts or indicator in rules.targets or indicator in rules.indicators.charted:
+        return False
+    return all(c[side]["text"] in (SUPPRESSED_MARK, EMPTY) for c in cells for side in ("unit", "org"))
 
 
 def _breakdown_tables(rows: list[dict], concern_id: str, loc_id: str, rules: Rules) -> list[dict]:
@@ -474,7 +486,7 @@ def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple
     """One therapist's page. ``colleagues``: the therapists of the same location (this one included);
     ``bench``: (therapist, period_type, period, indicator) -> internal_benchmark row of the concern."""
     tid = therapist["therapist_id"]
-    year_rows = []
+    year_rows, no_figures = [], []
     for indicator in rules.indicators.order:
         cells = []
         for y in years:
@@ -485,6 +497,10 @@ def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple
                           else EMPTY,
                           "z": _manager_z(r, indicator, rules),
                           "met": target_cell(r, rules, shared=False) if indicator in rules.targets else None})
+        if (indicator not in rules.targets and indicator not in rules.indicators.charted
+                and all(c["value"]["text"] == EMPTY and c["org"] == EMPTY for c in cells)):
+            no_figures.append(rules.indicators.labels[indicator])  # no episode of it, here or in the organisation
+            continue
         year_rows.append({"label": rules.indicators.labels[indicator], "indicator": indicator,
                           "lower_is_better": indicator in rules.indicators.lower_is_better,
                           "has_target": indicator in rules.targets, "cells": cells})
@@ -534,7 +550,7 @@ def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple
     return {
         "title": therapist_label(therapist), "therapist": {"id": tid, "label": therapist_label(therapist)},
         "location": location, "concern": concern, "years": [year_label(y, export_date) for y in years],
-        "year_rows": year_rows, "n_row": n_row, "trend_charts": trend_charts, "funnels": funnels,
+        "year_rows": year_rows, "no_figures": no_figures, "n_row": n_row, "trend_charts": trend_charts, "funnels": funnels,
         "funnel_year": year, "rules": {"min_n": rules.min_n, "min_count": rules.min_count}, "run": run,
         "legend": Z_LEGEND,
     }

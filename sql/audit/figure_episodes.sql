@@ -39,6 +39,16 @@ closed_episodes AS (
         satisfaction_post,
         working_at_start,
         working_at_end,
+        scl90_administrations,
+        expected_administrations,
+        -- The other instruments of the registry that the episode has a measurement of, as a
+        -- map instrument -> pre/post and reliable change (the audit table keeps one type
+        -- whatever the registry holds): what explain shows for a secondary-outcome figure.
+        map_from_entries(list_filter([
+        {%- for code in params.instruments.instruments if code != params.tree.outcomes.primary_instrument %}
+            {'k': '{{ code }}', 'v': secondary_outcomes."{{ code }}"}{{ "," if not loop.last }}
+        {%- endfor %}
+        ], lambda entry: entry.v.n_measurements > 0)) AS secondary_outcomes,
         strftime(end_date, '%Y-%m') AS end_month,
         strftime(end_date, '%Y') || '-Q' || quarter(end_date) AS end_quarter,
         strftime(end_date, '%Y') AS end_year
@@ -111,7 +121,10 @@ SELECT
     satisfaction_post,
     working_at_start,
     working_at_end,
-    contribution_map AS contributions
+    contribution_map AS contributions,
+    scl90_administrations,
+    expected_administrations,
+    secondary_outcomes
 FROM units_and_periods
 WHERE unit_id IS NOT NULL AND period IS NOT NULL
 ORDER BY unit_period_key, episode_id

@@ -3,7 +3,10 @@
 -- improvement with its rule code (seed 000, kader 2; design s1), the
 -- reliable-change category, and the attributes that the indicators and the
 -- case-mix breakdowns group by. The columns up to reliable_change are the
--- published interface (architecture.md); the ones after them are extras.
+-- published interface (architecture.md); the ones after them are extras: among
+-- them ROM adherence (SCL90 administrations against the expected count) and
+-- secondary_outcomes, the pre/post and reliable change of every other instrument
+-- of the registry, one struct field per instrument (generated from the registry).
 WITH
 episodes AS (
     SELECT
@@ -38,6 +41,7 @@ primary_outcomes AS (
         delivery_id,
         episode_id,
         is_closed,
+        n_administration_dates,
         pre_measurement_id,
         pre_administered_on,
         pre_score::DOUBLE AS pre_score,
@@ -68,6 +72,35 @@ work AS (
     SELECT concern_id, delivery_id, episode_id, working_at_start, working_at_end
     FROM outcomes.instrument_outcomes
     WHERE instrument = 'WORK'
+),
+
+secondary_outcomes AS (
+    -- Every instrument of the registry (schemas/instruments.yaml) other than the
+    -- primary one, side by side: one struct per instrument with its pre/post (same
+    -- window rule), completeness and reliable-change category (oriented by the
+    -- instrument's higher_is, outcomes.instrument_outcomes). The indicator catalogue
+    -- reads them as secondary_outcomes.<CODE>.<field>; the list of instruments is the
+    -- registry's, so a new instrument needs no change here.
+    SELECT
+        concern_id,
+        delivery_id,
+        episode_id,
+        {
+        {%- for code in params.instruments.instruments if code != params.tree.outcomes.primary_instrument %}
+            '{{ code }}': any_value({
+                'n_measurements': n_valid_measurements,
+                'pre_measurement_id': pre_measurement_id,
+                'pre_score': pre_score::DOUBLE,
+                'post_measurement_id': post_measurement_id,
+                'post_score': post_score::DOUBLE,
+                'has_complete_scores': has_complete_scores,
+                'reliable_change': reliable_change
+            }) FILTER (WHERE instrument = '{{ code }}'){{ "," if not loop.last }}
+        {%- endfor %}
+        } AS outcomes
+    FROM outcomes.instrument_outcomes
+    WHERE instrument <> getvariable('primary_instrument')
+    GROUP BY concern_id, delivery_id, episode_id
 ),
 
 improvement_rules AS (
@@ -180,6 +213,16 @@ SELECT
     s.post_score AS satisfaction_post,
     w.working_at_start,
     w.working_at_end,
+    -- ROM adherence (seed 000: an SCL90 evaluation every rom_interval_sessions
+    -- sessions): the days a valid SCL90 was administered, against the intake plus
+    -- one per started block of sessions (the last block's is the discharge
+    -- measurement). Closed episodes with sessions_attended only: without the
+    -- sessions there is no expected count (docs/outcome-rules.md s4b).
+    coalesce(p.n_administration_dates, 0) AS scl90_administrations,
+    CASE WHEN e.end_date IS NOT NULL AND e.sessions_attended IS NOT NULL
+         THEN 1 + ceil(e.sessions_attended / getvariable('rom_interval_sessions'))::INTEGER
+    END AS expected_administrations,
+    so.outcomes AS secondary_outcomes,
     -- Ongoing treatment: only for open episodes.
     CASE WHEN e.end_date IS NULL THEN p.latest_measurement_id END AS latest_measurement_id,
     CASE WHEN e.end_date IS NULL THEN p.latest_administered_on END AS latest_administered_on,
@@ -207,4 +250,6 @@ LEFT JOIN satisfaction AS s
   ON s.concern_id = e.concern_id AND s.delivery_id = e.delivery_id AND s.episode_id = e.episode_id
 LEFT JOIN work AS w
   ON w.concern_id = e.concern_id AND w.delivery_id = e.delivery_id AND w.episode_id = e.episode_id
+LEFT JOIN secondary_outcomes AS so
+  ON so.concern_id = e.concern_id AND so.delivery_id = e.delivery_id AND so.episode_id = e.episode_id
 ORDER BY e.concern_id, e.episode_id

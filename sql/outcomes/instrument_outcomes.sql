@@ -57,9 +57,26 @@ valid_measurements AS (
 ),
 
 measurements_per_instrument AS (
-    SELECT concern_id, delivery_id, episode_id, instrument, count(*) AS n_valid_measurements
-    FROM valid_measurements
-    GROUP BY concern_id, delivery_id, episode_id, instrument
+    -- n_administration_dates (ROM adherence): the days it was administered during the
+    -- treatment, from the start of the pre window to the end of the post window (a
+    -- follow-up months after the end is not part of it); two valid measurements on
+    -- one day are one evaluation moment.
+    SELECT
+        m.concern_id,
+        m.delivery_id,
+        m.episode_id,
+        m.instrument,
+        count(*) AS n_valid_measurements,
+        count(DISTINCT m.administered_on) FILTER (
+            WHERE m.administered_on >= e.pre_window_from
+              AND (e.post_window_to IS NULL OR m.administered_on <= e.post_window_to)
+        ) AS n_administration_dates
+    FROM valid_measurements AS m
+    JOIN episodes AS e
+      ON e.concern_id = m.concern_id
+     AND e.delivery_id = m.delivery_id
+     AND e.episode_id = m.episode_id
+    GROUP BY m.concern_id, m.delivery_id, m.episode_id, m.instrument
 ),
 
 pre_measurements AS (
@@ -142,6 +159,7 @@ paired AS (
         i.higher_is,
         e.is_closed,
         coalesce(n.n_valid_measurements, 0) AS n_valid_measurements,
+        coalesce(n.n_administration_dates, 0) AS n_administration_dates,
         pre.measurement.measurement_id AS pre_measurement_id,
         pre.measurement.administered_on AS pre_administered_on,
         pre.measurement.total_score AS pre_score,
@@ -192,6 +210,7 @@ SELECT
     higher_is,
     is_closed,
     n_valid_measurements,
+    n_administration_dates,
     pre_measurement_id,
     pre_administered_on,
     pre_score,

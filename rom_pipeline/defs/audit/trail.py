@@ -54,7 +54,17 @@ DDL = [
         pre_measurement_id VARCHAR, pre_score DOUBLE, post_measurement_id VARCHAR, post_score DOUBLE,
         has_complete_scores BOOLEAN, pct_improvement DOUBLE, improvement_rule VARCHAR, reliable_change VARCHAR,
         satisfaction_measurement_id VARCHAR, satisfaction_post DOUBLE, working_at_start BOOLEAN,
-        working_at_end BOOLEAN, contributions MAP(VARCHAR, DOUBLE), cell_sha256 VARCHAR NOT NULL)""",
+        working_at_end BOOLEAN, contributions MAP(VARCHAR, DOUBLE), cell_sha256 VARCHAR NOT NULL,
+        scl90_administrations INTEGER, expected_administrations INTEGER,
+        secondary_outcomes MAP(VARCHAR, STRUCT(n_measurements BIGINT, pre_measurement_id VARCHAR, pre_score DOUBLE,
+                                               post_measurement_id VARCHAR, post_score DOUBLE,
+                                               has_complete_scores BOOLEAN, reliable_change VARCHAR)))""",
+    # ROM adherence and the secondary instruments (issue 12); added to work databases from before
+    "ALTER TABLE audit.figure_episodes ADD COLUMN IF NOT EXISTS scl90_administrations INTEGER",
+    "ALTER TABLE audit.figure_episodes ADD COLUMN IF NOT EXISTS expected_administrations INTEGER",
+    """ALTER TABLE audit.figure_episodes ADD COLUMN IF NOT EXISTS secondary_outcomes MAP(VARCHAR, STRUCT(
+        n_measurements BIGINT, pre_measurement_id VARCHAR, pre_score DOUBLE, post_measurement_id VARCHAR,
+        post_score DOUBLE, has_complete_scores BOOLEAN, reliable_change VARCHAR))""",
     """CREATE TABLE IF NOT EXISTS audit.quarantine_log (
         run_id VARCHAR NOT NULL, delivery_id VARCHAR NOT NULL, concern_id VARCHAR, file_name VARCHAR,
         source_row_number BIGINT, stage VARCHAR, reason VARCHAR, column_name VARCHAR, detail VARCHAR,

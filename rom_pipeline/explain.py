@@ -27,6 +27,7 @@ from pathlib import Path
 import duckdb
 
 from rom_pipeline.explain_benchmarks import explain_benchmark, render_benchmark_text
+from rom_pipeline.explain_feedback import explain_not_on_track, render_not_on_track_text
 from rom_pipeline.indicators import CatalogueError, Indicator, parse_catalogue
 
 BENCHMARK_TABLES = ("marts.financial_ratios", "marts.concern_benchmark", "marts.concern_summary")
@@ -342,6 +343,9 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
         "parameters": _parameters(the_run, entry),
         "parameters_sha256": the_run["parameters_sha256"],
     }
+    if table == "marts.not_on_track_counts":
+        latest = resolve_run(con, None)["run_seq"] == seq
+        return explain_not_on_track(con, out, the_run, latest, concern, level, unit)
     if table in BENCHMARK_TABLES:
         out["parameters"] = {k: v for k, v in json.loads(the_run["parameters_json"]).get("parameters", {})
                              .get("benchmarks", {}).items()}
@@ -481,6 +485,8 @@ def render_text(doc: dict) -> str:
         lines.append(f"         unchanged since run {rec['run_seq']} ({rec['run_id']}, code {rec['code_version']})")
     if f["table"] in BENCHMARK_TABLES:
         return "\n".join(lines + render_benchmark_text(doc))
+    if f["table"] == "marts.not_on_track_counts":
+        return "\n".join(lines + render_not_on_track_text(doc, _fmt))
     lines += ["", f"Formula  {doc['formula']}", f"         aggregation: {doc['aggregation_rule']}",
               "Parameters (as this run used them; sha256 " + str(doc["parameters_sha256"])[:12] + "...):"]
     for name, value in doc["parameters"].items():
@@ -551,7 +557,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", choices=["therapist", "location", "concern", "all"], default="concern")
     parser.add_argument("--unit", help="therapist, location or concern id (default: the concern)")
     parser.add_argument("--period-type", choices=["month", "quarter", "year"], default="year")
-    parser.add_argument("--period", required=True, help="e.g. 2025-07, 2025-Q3, 2025")
+    parser.add_argument("--period", required=True, help="e.g. 2025-07, 2025-Q3, 2025 (marts.not_on_track_counts: "
+                                                        "the year of the export date)")
     parser.add_argument("--indicator", required=True, help="indicator (or ratio / benchmark indicator id)")
     parser.add_argument("--aggregation", help="episodes (default for indicators) or mean_of_locations; the peer "
                                               "group for benchmarks")

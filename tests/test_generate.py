@@ -151,6 +151,24 @@ def test_same_arguments_give_identical_bytes_and_another_seed_does_not(tmp_path)
     assert first["reference/annual_reports.csv"] != other["reference/annual_reports.csv"]
 
 
+def test_ground_truth_file_changes_no_delivery_byte(tmp_path):
+    """--truth writes each episode's SCL90 course by construction (docs/feedback.md) and draws no random
+    number: the deliveries are the same bytes with or without it. It must lie outside the export root."""
+    args = dict(concerns=2, episodes=200, export_date=EXPORT, seed=3, defect_rate=0.02, extra_reference_concerns=1)
+    generate_deliveries(tmp_path / "plain", **args)
+    generate_deliveries(tmp_path / "with", truth=tmp_path / "truth.csv", **args)
+    assert file_hashes(tmp_path / "plain") == file_hashes(tmp_path / "with")
+    lines = (tmp_path / "truth.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "concern_id;episode_id;course;pre;target"
+    truth = [line.split(";") for line in lines[1:]]
+    assert len(truth) == 200 and {c for _, _, c, _, _ in truth} == {"improving", "unchanged", "deteriorating"}
+    # A deteriorating course ends 15..70 points above its intake by construction (before the 92..440 clip).
+    worse = [float(t) - float(p) for _, _, c, p, t in truth if c == "deteriorating"]
+    assert worse and all(0 < d <= 70 for d in worse)
+    with pytest.raises(ValueError, match="outside the export root"):
+        generate_deliveries(tmp_path / "plain", truth=tmp_path / "plain" / "truth.csv", **args)
+
+
 # --- manifest and dialect ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("which", ["clean", "defective"])

@@ -284,7 +284,7 @@ def test_the_shared_warehouse_has_no_therapist_level_results(scanned):
     assert "marts.indicators" in with_level
     for table in with_level:
         assert con.execute(f"SELECT count(*) FROM {table} WHERE level = 'therapist'").fetchone()[0] == 0, table
-    for table in ("marts.episode_outcomes", "audit.figure_episodes"):
+    for table in ("marts.episode_outcomes", "audit.figure_episodes", "marts.not_on_track"):
         assert con.execute(f"SELECT count(therapist_id) FROM {table}").fetchone()[0] == 0, table
     work = duckdb.connect(str(scanned["data"] / "work.duckdb"), read_only=True)
     assert work.execute("SELECT count(*) FROM marts.indicators WHERE level = 'therapist'").fetchone()[0] > 0

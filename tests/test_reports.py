@@ -703,3 +703,53 @@ def test_reports_are_rendered_again_only_where_their_data_changed(built, tmp_pat
     assert others and all(os.path.samefile(p, second.version_dir / "shared" / "locations" / p.name) for p in others)
 
 
+
+
+# --- not on track (docs/feedback.md): episodes in the manager package, counts in the shared reports ------
+
+def test_flagged_open_episodes_are_in_their_managers_package_only(built):
+    """Every flagged open episode appears, with its reason, latest and intake score, on the niet-op-koers page
+    of its therapist's location, under its therapist, with a trajectory chart; no shared report names it."""
+    con = built.work()
+    flagged = con.execute("""
+        SELECT n.concern_id, t.location_id, n.therapist_id, n.episode_id, n.not_on_track_reason,
+               n.latest_score, n.pre_score
+        FROM marts.not_on_track AS n
+        JOIN staging.therapists AS t ON t.concern_id = n.concern_id AND t.therapist_id = n.therapist_id
+        WHERE n.not_on_track""").fetchall()
+    judged = con.execute("SELECT count(*) FROM marts.not_on_track").fetchone()[0]
+    con.close()
+    assert flagged and judged > len(flagged)
+    reasons = {"reliably_worse": "betrouwbaar slechter dan bij de intake",
+               "above_expected_course": "boven het verwachte verloop (mediaan + betrouwbare verandering)"}
+    for concern_id, location_id, therapist_id, episode_id, reason, latest, pre in flagged:
+        page = built.root / "managers" / f"{concern_id}-{location_id}" / "niet-op-koers.html"
+        found = [r for t in tables(page) for r in t if r and r[0][0] == episode_id]
+        assert len(found) == 1, (page, episode_id)
+        cells = found[0]
+        assert cells[4][0] == fmt_number(pre, 0) and cells[5][0] == fmt_number(latest, 0)
+        assert cells[7][0] == reasons[reason]
+        text = _visible_text(page)
+        assert f"Traject {episode_id}: SCL-90 per zitting" in text  # the chart's title
+        assert f"Behandelaar {therapist_id}" in text
+    shared_text = "\n".join(_visible_text(p) for p in (built.root / "shared").rglob("*.html"))
+    assert not _mentions(shared_text, {e for *_, e, _, _, _ in flagged})
+    index = built.root / "managers" / f"{flagged[0][0]}-{flagged[0][1]}" / "index.html"
+    assert "niet-op-koers.html" in index.read_text(encoding="utf-8")
+
+
+def test_shared_location_report_shows_the_published_count_only(built):
+    con = built.warehouse()
+    published = {(c, u): (n_judged, n_flagged, suppressed) for c, u, n_judged, n_flagged, suppressed in con.execute(
+        "SELECT concern_id, unit_id, n_judged, n_flagged, suppressed FROM marts.not_on_track_counts "
+        "WHERE level = 'location'").fetchall()}
+    names = {(c, l): n for c, l, n in _locations(built)}
+    con.close()
+    assert any(s for *_, s in published.values()) and any(not s for *_, s in published.values())
+    for (concern_id, location_id), (n_judged, n_flagged, suppressed) in published.items():
+        page = built.root / "shared" / "locations" / f"{concern_id}-{location_id}.html"
+        section = [t for t in tables(page) if t and t[0] and len(t[0]) > 1 and t[0][1][0] == "open trajecten beoordeeld"]
+        assert len(section) == 1, page
+        cells = row(section, names[(concern_id, location_id)])
+        assert cells[2][0] == ("–" if suppressed else fmt_count(n_flagged)), (page, cells)
+        assert cells[1][0] == (f"<5" if n_judged is None else fmt_count(n_judged))

@@ -37,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="concerns in the reference inputs that deliver no ROM data (default 20)")
     parser.add_argument("--include-seed-concern", action="store_true",
                         help="add seed 001's concern (C900, 2011-2013 and the comparative 2010) to the reference inputs")
+    parser.add_argument("--truth", metavar="FILE",
+                        help="also write every episode's SCL90 course by construction (improving, unchanged, "
+                             "deteriorating) to FILE, outside the export root: the ground truth of the "
+                             "not-on-track back-test (docs/feedback.md); the deliveries stay the same bytes")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -47,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
             args.out, concerns=args.concerns, episodes=args.episodes, seed=args.seed,
             export_date=args.export_date, defect_rate=args.defect_rate, total_only_share=args.total_only_share,
             items=not args.no_items, extra_reference_concerns=args.extra_reference_concerns,
-            include_seed_concern=args.include_seed_concern, progress=None if args.quiet else sys.stderr)
+            include_seed_concern=args.include_seed_concern, progress=None if args.quiet else sys.stderr,
+            truth=args.truth)
     except ValueError as exc:
         print(f"generate: {exc}", file=sys.stderr)
         return 2

@@ -37,15 +37,23 @@ DEFAULT_EXPORT_DATE = "2026-11-21"
 def generate_deliveries(out_dir: str | os.PathLike, *, concerns: int = 3, episodes: int = 3000, seed: int = 42,
                         export_date: str = DEFAULT_EXPORT_DATE, defect_rate: float = 0.0,
                         total_only_share: float = 0.15, items: bool = True, extra_reference_concerns: int = 20,
-                        include_seed_concern: bool = False, progress: TextIO | None = None) -> dict:
+                        include_seed_concern: bool = False, progress: TextIO | None = None,
+                        truth: str | os.PathLike | None = None) -> dict:
     """Write ``concerns`` deliveries with ``episodes`` episodes in total, and the reference inputs.
 
     Returns a summary: per concern its delivery directory, manifest file entries
     and injected defect counts; the reference files' row counts; and the defect
     totals. ``progress``: a stream for progress lines (e.g. ``sys.stderr``), or None.
+    ``truth``: a CSV file (outside the export root) to write every episode's SCL90 course by
+    construction to: ``concern_id;episode_id;course;pre;target`` with course improving, unchanged or
+    deteriorating (the ground truth of the not-on-track back-test, docs/feedback.md). Writing it
+    draws no random numbers, so the deliveries are the same bytes with or without it.
     """
     _check_arguments(concerns, episodes, defect_rate, total_only_share, extra_reference_concerns)
     out = Path(out_dir)
+    if truth is not None and Path(truth).resolve().is_relative_to(out.resolve()):
+        raise ValueError(f"the ground-truth file {truth} must lie outside the export root {out}: the pipeline "
+                         "reads everything under it")
     export = parse_export_date(export_date)
     plan_rng = Random(f"{seed}:concerns")
     counts = split_episodes(plan_rng, episodes, concerns)
@@ -53,9 +61,12 @@ def generate_deliveries(out_dir: str | os.PathLike, *, concerns: int = 3, episod
     built = [build_concern(seed, i, f"C{i + 1:03d}", names[i], counts[i]) for i in range(concerns)]
     meter = Progress(episodes, progress)
     item_samplers = samplers(seed) if items else None
+    truth_rows: list[list[str]] | None = [] if truth is not None else None
     delivered = [_write_delivery(out, concern, index, export, seed, item_samplers, total_only_share,
-                                 defect_rate, meter)
+                                 defect_rate, meter, truth_rows)
                  for index, concern in enumerate(built)]
+    if truth is not None:
+        _write_truth(Path(truth), truth_rows)
     meter.finish()
     extras = _extra_concerns(names[concerns:], concerns)
     reference = write_reference(out / "reference", seed=seed, export_year=export.year, rom_concerns=built,
@@ -89,7 +100,7 @@ def _extra_concerns(names: list[str], concerns: int) -> list[tuple[str, str]]:
 
 def _write_delivery(out: Path, concern: Concern, index: int, export: date, seed: int,
                     item_samplers: dict[str, ItemSampler] | None, total_only_share: float,
-                    defect_rate: float, meter: Progress) -> dict:
+                    defect_rate: float, meter: Progress, truth_rows: list | None = None) -> dict:
     directory = out / concern.concern_id / export.isoformat()
     directory.mkdir(parents=True, exist_ok=True)
     manifest_path = directory / "manifest.json"
@@ -103,7 +114,7 @@ def _write_delivery(out: Path, concern: Concern, index: int, export: date, seed:
     sinks = {name: CsvSink(directory / name, catalog.COLUMNS[name]) for name in names}
     try:
         _write_dimensions(sinks, concern, injector)
-        _write_episodes(sinks, factory, injector, item_samplers, meter)
+        _write_episodes(sinks, factory, injector, item_samplers, meter, truth_rows)
     finally:
         files = {name: sink.close() for name, sink in sinks.items()}
     manifest = {
@@ -119,6 +130,13 @@ def _write_delivery(out: Path, concern: Concern, index: int, export: date, seed:
     return {"concern_id": concern.concern_id, "concern_name": concern.name, "episodes": concern.n_episodes,
             "directory": str(directory), "files": files,
             "defects": dict(sorted(injector.counts.items())) if injector else {}}
+
+
+def _write_truth(path: Path, rows: list[list[str]]) -> None:
+    """The ground truth of the SCL90 courses (not part of any delivery: keep it out of the export root)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["concern_id;episode_id;course;pre;target"] + [";".join(r) for r in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def _unknown_ids(concern: Concern) -> dict[str, str]:
@@ -153,7 +171,8 @@ def _write_dimensions(sinks: dict[str, CsvSink], concern: Concern, injector: Def
 
 
 def _write_episodes(sinks: dict[str, CsvSink], factory: EpisodeFactory, injector: DefectInjector | None,
-                    item_samplers: dict[str, ItemSampler] | None, meter: Progress) -> None:
+                    item_samplers: dict[str, ItemSampler] | None, meter: Progress,
+                    truth_rows: list | None = None) -> None:
     episodes, measurements = sinks["episodes.csv"], sinks["measurements.csv"]
     items = sinks.get("item_responses.csv")
     next_id = _MeasurementIds(_measurement_id_width(factory.concern))
@@ -161,6 +180,9 @@ def _write_episodes(sinks: dict[str, CsvSink], factory: EpisodeFactory, injector
     for number in range(1, factory.concern.n_episodes + 1):
         draft = factory.draft(number)
         episode_id = draft.row[0]
+        if truth_rows is not None:
+            truth_rows.append([factory.concern.concern_id, episode_id, draft.course.kind,
+                               f"{draft.course.pre:.1f}", f"{draft.course.target:.1f}"])
         episodes.add_rows(injector.episode(draft.row) if injector else [draft.row])
         for m in draft.measurements:
             measurement_id = next_id()

@@ -54,6 +54,7 @@ class Plan:
 class EpisodeDraft:
     row: list[str]
     measurements: list[MeasurementDraft]
+    course: scores.Course | None = None  # the SCL90 course by construction (ground truth, never delivered)
 
 
 class EpisodeFactory:
@@ -92,7 +93,7 @@ class EpisodeFactory:
                therapist.therapist_id, care_type, diagnosis, referrer, day(plan.start),
                day(plan.end) if plan.end is not None else "", plan.end_reason or "",
                "" if rng.random() < 0.01 else str(plan.done), str(age), sex]
-        return EpisodeDraft(row, measurements)
+        return EpisodeDraft(row, measurements, course)
 
     def _location(self) -> Location:
         cumulative = self._location_cumulative

@@ -27,6 +27,7 @@ WORSEN_SHARE = 0.08
 class Course:
     pre: float
     target: float  # SCL90 reached at the planned end of treatment
+    kind: str = "improving"  # the course by construction: improving, unchanged or deteriorating (ground truth)
 
     def expected(self, t: float) -> float:
         """SCL90 without measurement noise at progress ``t`` (front-loaded change)."""
@@ -46,13 +47,13 @@ def draw_course(rng: Random, diagnosis: str, care_type: str, effect: float) -> C
     pre = _intake_severity(rng, diagnosis, care_type)
     roll = rng.random()
     if roll < WORSEN_SHARE - effect / 2:
-        target = pre + rng.uniform(15, 70)
+        target, kind = pre + rng.uniform(15, 70), "deteriorating"
     elif roll < 1 - IMPROVE_SHARE - effect:
-        target = pre + rng.gauss(0, 5)  # no real change
+        target, kind = pre + rng.gauss(0, 5), "unchanged"  # no real change
     else:
         # Improvers close 40%..110% of the gap to the norm: from 200 they end near 130..170.
-        target = SCL90_NORM + (pre - SCL90_NORM) * (1 - rng.uniform(0.4, 1.1))
-    return Course(pre=pre, target=min(440.0, max(92.0, target)))
+        target, kind = SCL90_NORM + (pre - SCL90_NORM) * (1 - rng.uniform(0.4, 1.1)), "improving"
+    return Course(pre=pre, target=min(440.0, max(92.0, target)), kind=kind)
 
 
 def _intake_severity(rng: Random, diagnosis: str, care_type: str) -> float:

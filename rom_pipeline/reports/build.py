@@ -8,6 +8,7 @@ Layout (``$ROM_DATA_DIR/reports/``):
     managers/<concern_id>-<location_id>/index.html  manager package: overview of the location's therapists
     managers/<concern_id>-<location_id>/vestiging.html          the shared location report, for convenience
     managers/<concern_id>-<location_id>/behandelaar-<id>.html   one page per therapist of that location
+    managers/<concern_id>-<location_id>/niet-op-koers.html      its open episodes not on track, per therapist
 
 ``shared/`` is read from the published warehouse only. ``managers/`` adds therapist-level
 figures from the work database; each folder is meant for one location's manager and
@@ -325,6 +326,10 @@ def _concern_locations_task(common: _Common, src, work, concern_id: str) -> tupl
     concern = {"id": concern_id, "name": common.names.get(concern_id, concern_id)}
 
     therapists = work.therapists(concern_id)
+    flagged = work.flagged_episodes(concern_id)
+    courses = work.flagged_courses(concern_id) if flagged else []
+    course_rows = work.expected_course() if flagged else []
+    not_on_track = src.not_on_track_counts(concern_id)
     bench = {(r["unit_id"], r["period_type"], r["period"], r["indicator"]): r
              for r in work.therapist_benchmark(concern_id)}
     counts = {(r["unit_id"], r["period_type"], r["period"]): r["n"] for r in work.therapist_counts(concern_id)}
@@ -332,7 +337,8 @@ def _concern_locations_task(common: _Common, src, work, concern_id: str) -> tupl
     entries, packages, manager_files = [], [], 0
     for loc in locations:
         context = views.location_context(concern_id, concern["name"], loc, locations,
-                                         units, rules, export_date, common.run, bench_rows, breakdown_rows, year)
+                                         units, rules, export_date, common.run, bench_rows, breakdown_rows, year,
+                                         not_on_track)
         html = render("location.html", **context)
         base = f"{views.safe_name(concern_id)}-{views.safe_name(loc['location_id'])}"
         rel = f"shared/locations/{base}.html"
@@ -351,12 +357,22 @@ def _concern_locations_task(common: _Common, src, work, concern_id: str) -> tupl
                                            rules, location_view, concern, export_date, common.run)
             _write(package / f"behandelaar-{views.safe_name(t['therapist_id'])}.html", render("therapist.html", **page))
             files.append(f"managers/{base}/behandelaar-{views.safe_name(t['therapist_id'])}.html")
+        # Open episodes not on track (docs/feedback.md): this location's, per therapist, episode ids only.
+        # An episode belongs to the manager of its therapist's location (seed 000), else of its own location.
+        home = {t["therapist_id"]: t["location_id"] for t in therapists}
+        own_flagged = [e for e in flagged if home.get(e["therapist_id"], e["location_id"]) == loc["location_id"]]
+        own_ids = {e["episode_id"] for e in own_flagged}
+        _write(package / "niet-op-koers.html", render("not_on_track.html", **views.not_on_track_context(
+            own_flagged, [c for c in courses if c["episode_id"] in own_ids], course_rows, therapists,
+            location_view, concern, rules, common.run)))
+        files.append(f"managers/{base}/niet-op-koers.html")
         _write(package / "index.html", render(
             "manager_index.html", title=f"Managerpakket vestiging: {loc['location_name']}",
             location=location_view, concern=concern, year=year, rules=context["rules"], run=common.run,
-            therapists=views.manager_overview(own, bench, counts, year, rules)))
+            therapists=views.manager_overview(own, bench, counts, year, rules, own_flagged),
+            n_flagged=len(own_flagged)))
         packages.append(f"managers/{base}")
-        manager_files += len(own) + 2
+        manager_files += len(own) + 3
     return {"entries": entries, "packages": packages, "manager_files": manager_files}, files
 
 

@@ -84,6 +84,11 @@ class _Svg:
         self.parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{max(h, 0):.1f}" '
                           f'fill="{colour}"{stroke}/>')
 
+    def polygon(self, points: Sequence[tuple[float, float]], colour, opacity: float = 1.0):
+        if len(points) >= 3:
+            pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+            self.parts.append(f'<polygon points="{pts}" fill="{colour}" fill-opacity="{opacity}" stroke="none"/>')
+
     def text(self, x, y, text: str, size=11.0, anchor="start", colour=INK, bold=False, rotate: float | None = None):
         extra = (' font-weight="bold"' if bold else "") + \
             (f' transform="rotate({rotate} {x:.1f} {y:.1f})"' if rotate else "")
@@ -361,4 +366,52 @@ def funnel_chart(points: Sequence[FunnelPoint], *, centre: float | None, sd: flo
             svg.text(x + 6, y - 5, p.label, 9.5, "start", HIGHLIGHT if p.highlight else MUTED, bold=p.highlight)
     if items:
         _legend(svg, items, ax.bottom + 52)
+    return svg.done()
+
+
+# --- not-on-track feedback: an episode's course against the expected band ---------------------------
+
+BAND_OUTER = "#dbe6f3"     # p10-p90 of the expected course
+BAND_INNER = "#b3cbe6"     # p25-p75
+FLAGGED = "#b3261e"        # the flagged episode's scores
+
+
+def trajectory_chart(points: Sequence[tuple[float, float]], band: Sequence[dict], margin: float | None,
+                     title: str = "Verloop SCL-90") -> str:
+    """An open episode's SCL90 scores by session (``points``: (session, score), intake at 0) against the
+    expected course of its intake band (``band``: per session bin ``x`` (its middle session), ``low``,
+    ``q1``, ``median``, ``q3``, ``high``; a bin without a course is left out). ``margin``: the
+    reliable-change threshold, drawn as a dashed line that far above the median (the flag's line)."""
+    width, height = 560.0, 260.0
+    items = [_LegendItem("verwacht p10-p90", BAND_OUTER, "box"), _LegendItem("p25-p75", BAND_INNER, "box"),
+             _LegendItem("mediaan", HIGHLIGHT), _LegendItem("mediaan + betrouwbare verandering", FLAGGED, dash="4 3"),
+             _LegendItem("scores van dit traject", FLAGGED, "dot")]
+    legend_h = _legend_height(items, width, 56, 9)
+    svg = _Svg(width, height + legend_h, title)
+    band = [b for b in band if b.get("median") is not None]
+    values = [s for _, s in points] + [b[k] for b in band for k in ("low", "high") if b.get(k) is not None]
+    values += [b["median"] + margin for b in band] if margin else []
+    ticks = nice_ticks(min(values + [118.0]) - 5, max(values + [118.0]) + 5) if values else [90, 450]
+    x_max = max([x for x, _ in points] + [b["x"] for b in band] + [10.0])
+    ax = _Axes(svg, 56, 14, width - 14, height - 34, (0, x_max * 1.04), (ticks[0], ticks[-1]))
+    ax.y_axis(ticks, False, "SCL-90 totaal")
+    for t in nice_ticks(0, x_max, 6):
+        if t <= x_max * 1.04:
+            svg.text(ax.x(t), ax.bottom + 14, dutch(t, 0), 10, "middle", MUTED)
+    svg.text((ax.left + ax.right) / 2, ax.bottom + 28, "zitting", 10, "middle", MUTED)
+    if band:
+        xs = [ax.x(b["x"]) for b in band]
+        for lo, hi, colour in (("low", "high", BAND_OUTER), ("q1", "q3", BAND_INNER)):
+            if all(b.get(lo) is not None and b.get(hi) is not None for b in band):
+                upper = [(x, ax.y(ax.clip_y(b[hi]))) for x, b in zip(xs, band)]
+                lower = [(x, ax.y(ax.clip_y(b[lo]))) for x, b in zip(xs, band)]
+                svg.polygon(upper + lower[::-1], colour)
+        svg.polyline([(x, ax.y(b["median"])) for x, b in zip(xs, band)], HIGHLIGHT, 1.6)
+        if margin:
+            svg.polyline([(x, ax.y(ax.clip_y(b["median"] + margin))) for x, b in zip(xs, band)], FLAGGED, 1.2, "4 3")
+    ordered = sorted(points)
+    svg.polyline([(ax.x(x), ax.y(y)) for x, y in ordered], FLAGGED, 1.4)
+    for x, y in ordered:
+        svg.circle(ax.x(x), ax.y(y), 3.6, FLAGGED)
+    _legend(svg, items, height - 2 + 9, 56, 9)
     return svg.done()

@@ -29,10 +29,11 @@ REQUIRED_SHARED_TABLES = [
     "staging.annual_reports", "staging.locations", "marts.financial_ratios", "marts.concern_benchmark",
     "marts.concern_summary", "marts.concern_size_groups", "marts.indicators", "marts.indicator_breakdowns",
     "marts.internal_benchmark", "config.parameters", "config.indicator_targets", "config.indicator_catalogue",
-    "audit.deliveries",
+    "audit.deliveries", "marts.not_on_track_counts",
 ]
 REQUIRED_WORK_TABLES = ["staging.therapists", "marts.internal_benchmark", "marts.indicators",
-                        "marts.episode_outcomes"]
+                        "marts.episode_outcomes", "marts.not_on_track", "outcomes.scl90_course",
+                        "outcomes.expected_course_fits"]
 
 
 class MissingTables(RuntimeError):
@@ -218,6 +219,15 @@ class SharedSource:
             WHERE concern_id = ? AND level = 'location' AND period_type = 'year' AND period = ?""",
                      [concern_id, period])
 
+    def not_on_track_counts(self, concern_id: str) -> dict[tuple[str, str], dict]:
+        """Open episodes judged and flagged not on track, per (level, unit) of the concern, as published
+        (location and concern only; suppressed counts are NULL, with the flag and the reason)."""
+        return {(r["level"], r["unit_id"]): r for r in _rows(self.con, """
+            SELECT level, unit_id, as_of, n_judged, n_flagged, pct_flagged, n_reliably_worse,
+                   n_above_expected_course, coalesce(suppressed, false) AS suppressed, suppression_reason
+            FROM marts.not_on_track_counts
+            WHERE concern_id = ? AND level IN ('location', 'concern')""", [concern_id])}
+
     def breakdowns(self, concern_id: str, period: str) -> list[dict]:
         return _rows(self.con, f"""
             SELECT level, unit_id, dimension, category, indicator, value, n,
@@ -267,3 +277,32 @@ class ManagerSource:
             SELECT unit_id, period_type, period, n FROM marts.indicators
             WHERE concern_id = ? AND level = 'therapist' AND indicator = 'n_closed'
               AND period_type IN ('year', 'quarter') AND aggregation = 'episodes'""", [concern_id])
+
+    # --- not-on-track feedback (docs/feedback.md): episode rows, for the manager packages only ---------
+    def flagged_episodes(self, concern_id: str) -> list[dict]:
+        """The concern's open episodes flagged not on track (marts.not_on_track), with their therapist and
+        location: each manager package takes its own location's. Episode ids, never a client id."""
+        return _rows(self.con, """
+            SELECT location_id, therapist_id, episode_id, start_date, diagnosis_group, sessions_attended,
+                   pre_score, intake_band, latest_administered_on, latest_session, session_bin, latest_score,
+                   expected_score, expected_low, expected_high, rc_threshold, not_on_track_reason
+            FROM marts.not_on_track
+            WHERE concern_id = ? AND not_on_track
+            ORDER BY location_id, therapist_id, episode_id""", [concern_id])
+
+    def flagged_courses(self, concern_id: str) -> list[dict]:
+        """The SCL90 scores by session of the concern's flagged open episodes (for their trajectory charts)."""
+        return _rows(self.con, """
+            SELECT c.episode_id, c.session, c.score
+            FROM outcomes.scl90_course AS c
+            JOIN marts.not_on_track AS n ON n.concern_id = c.concern_id AND n.episode_id = c.episode_id
+            WHERE c.concern_id = ? AND n.not_on_track
+            ORDER BY c.episode_id, c.session, c.administered_on""", [concern_id])
+
+    def expected_course(self) -> list[dict]:
+        """The expected course the nightly flag used (fit 'all'), per intake band, session bin and percentile."""
+        return _rows(self.con, """
+            SELECT intake_band, session_bin_from, session_bin_to, session_bin, percentile, score
+            FROM outcomes.expected_course_fits
+            WHERE fit = 'all'
+            ORDER BY intake_band, session_bin_from, percentile""")

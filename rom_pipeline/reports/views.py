@@ -39,6 +39,11 @@ SUPPRESSION_REASONS = {
                             "behandelaar zichtbaar worden)",
     "single_therapist": "een categorie rust op één behandelaar",
 }
+# Why an open episode is not on track (marts.not_on_track.not_on_track_reason; docs/feedback.md).
+NOT_ON_TRACK_REASONS = {
+    "reliably_worse": "betrouwbaar slechter dan bij de intake",
+    "above_expected_course": "boven het verwachte verloop (mediaan + betrouwbare verandering)",
+}
 
 
 def safe_name(value: str) -> str:
@@ -271,7 +276,19 @@ def concern_context(src, concern_id: str, year: int, known_years: Iterable[int],
         "indicator_tables": tables,
         "n_indicators_by_year": [(y, n_indicators_by_year[y]) for y in years if y in n_indicators_by_year],
         "bijlage_1": labels.BIJLAGE_1, "legend": Z_LEGEND, "notes": notes, "run": run,
+        "not_on_track": _concern_not_on_track(src, concern_id, year, max(known_years, default=year)),
     }
+
+
+def _concern_not_on_track(src, concern_id: str, year: int, latest_year: int) -> dict | None:
+    """The concern's flagged open episodes as published, in its most recent report only (open episodes are
+    the state at the export date, not a figure of an earlier year)."""
+    row = src.not_on_track_counts(concern_id).get(("concern", concern_id))
+    if row is None or year != latest_year:
+        return None
+    params = src.parameters()
+    return not_on_track_summary(row, min_n=int(float(params["min_n"])),
+                                min_count=int(float(params["min_count_published"])))
 
 
 def _size_text(size: dict | None) -> str:
@@ -344,7 +361,8 @@ def funnel_position(row: dict) -> str:
 def location_context(concern_id: str, concern_name: str,
                      location: dict, locations: list[dict], units: ConcernUnits, rules: Rules,
                      export_date: dt.date | None, run: dict, benchmark_rows: list[dict],
-                     breakdown_rows: list[dict], year: str | None) -> dict:
+                     breakdown_rows: list[dict], year: str | None,
+                     not_on_track: dict[tuple[str, str], dict] | None = None) -> dict:
     loc_id = location["location_id"]
     names = {l["location_id"]: l["location_name"] for l in locations}
     indicator_rows, too_few = [], []
@@ -430,6 +448,12 @@ def location_context(concern_id: str, concern_name: str,
         "years": [year_label(y, export_date) for y in units.years],
         "partial_note": (f"* lopend jaar: trajecten afgesloten tot en met {export_date:%d-%m-%Y} (datum van de "
                          "export)") if export_date and str(export_date.year) in units.years else "",
+        "not_on_track": {
+            "unit": not_on_track_summary((not_on_track or {}).get(("location", loc_id)), rules),
+            "rows": [{"label": f"{location['location_name']} ({loc_id})",
+                      "cell": not_on_track_summary((not_on_track or {}).get(("location", loc_id)), rules)},
+                     {"label": f"{concern_name} (organisatie)",
+                      "cell": not_on_track_summary((not_on_track or {}).get(("concern", concern_id)), rules)}]},
         "funnel_year": year, "indicator_rows": indicator_rows, "too_few": too_few, "target_rows": target_rows,
         "trend_charts": trend_charts, "funnels": funnels, "breakdowns": breakdowns,
         "locations": [{"id": l["location_id"], "name": l["location_name"]} for l in locations],
@@ -567,7 +591,12 @@ def _manager_z(row: dict | None, indicator: str, rules: Rules) -> dict:
 
 
 def manager_overview(therapists: list[dict], bench: dict[tuple, dict], counts: dict[tuple, int],
-                     year: str | None, rules: Rules) -> list[dict]:
+                     year: str | None, rules: Rules, flagged: list[dict] | None = None) -> list[dict]:
+    """The package's overview: one row per therapist; ``flagged``: the location's open episodes not on
+    track (the manager's own view: every count is shown, also a small one)."""
+    not_on_track = defaultdict(int)
+    for e in flagged or []:
+        not_on_track[e["therapist_id"]] += 1
     rows = []
     for t in sorted(therapists, key=lambda t: t["therapist_id"]):
         tid = t["therapist_id"]
@@ -576,6 +605,7 @@ def manager_overview(therapists: list[dict], bench: dict[tuple, dict], counts: d
             "n": fmt_n(counts.get((tid, "year", year)), rules.min_count) if year else EMPTY,
             "cells": [manager_cell(i, bench.get((tid, "year", year, i)), rules) for i in rules.indicators.with_target],
             "met": [target_cell(bench.get((tid, "year", year, i)), rules, shared=False) for i in rules.indicators.with_target],
+            "not_on_track": fmt_count(not_on_track[tid]),
         })
     return rows
 
@@ -584,3 +614,87 @@ def as_run(info) -> dict[str, Any]:
     return {"run_id": info.run_id, "run_seq": info.run_seq,
             "published": f"{info.finished_at:%d-%m-%Y %H:%M} UTC" if info.finished_at else EMPTY,
             "generated": f"{dt.datetime.now(dt.timezone.utc):%d-%m-%Y %H:%M} UTC"}
+
+
+# --- not on track: open episodes (docs/feedback.md) ----------------------------------------------------
+
+def not_on_track_summary(row: dict | None, rules: Rules | None = None, *, min_n: int | None = None,
+                         min_count: int | None = None) -> dict:
+    """A published count of flagged open episodes (marts.not_on_track_counts) as the shared reports show it:
+    never printed when the warehouse flags it suppressed."""
+    min_n = rules.min_n if rules else min_n
+    min_count = rules.min_count if rules else min_count
+    if row is None:
+        return {"text": EMPTY, "judged": EMPTY, "pct": EMPTY, "split": EMPTY, "cls": "", "title": "", "as_of": EMPTY}
+    as_of = f"{row['as_of']:%d-%m-%Y}" if row.get("as_of") else EMPTY
+    # Published NULL below min_count (0 included): "<5".
+    judged = f"<{min_count}" if row.get("n_judged") is None else fmt_n(row["n_judged"], min_count)
+    if _is_suppressed(row) or row.get("n_flagged") is None:
+        reason = row.get("suppression_reason")
+        title = "onderdrukt" + (": " + SUPPRESSION_REASONS.get(reason, reason).format(min_n=min_n) if reason else "")
+        return {"text": SUPPRESSED_MARK, "judged": judged, "pct": EMPTY, "split": EMPTY, "cls": "suppressed",
+                "title": title, "as_of": as_of}
+    split = EMPTY
+    if row.get("n_reliably_worse") is not None and row.get("n_above_expected_course") is not None:
+        split = (f"{fmt_count(row['n_reliably_worse'])} slechter dan bij intake, "
+                 f"{fmt_count(row['n_above_expected_course'])} boven het verwachte verloop")
+    return {"text": fmt_count(row["n_flagged"]), "judged": judged, "pct": fmt_pct(row.get("pct_flagged")),
+            "split": split, "cls": "", "title": "", "as_of": as_of}
+
+
+def _course_bands(course_rows: list[dict]) -> dict[str, list[dict]]:
+    """The expected course per intake band, as the trajectory chart draws it: per session bin its middle
+    session and the lowest, 25th, median, 75th and highest of its percentiles (None where absent)."""
+    by_cell: dict[tuple, dict] = defaultdict(dict)
+    for r in course_rows:
+        by_cell[(r["intake_band"], r["session_bin_from"], r["session_bin_to"])][r["percentile"]] = r["score"]
+    bands: dict[str, list[dict]] = defaultdict(list)
+    for (band, low, high), scores in sorted(by_cell.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        if not scores or any(v is None for v in scores.values()):
+            continue
+        ps = sorted(scores)
+        x = low if high is None and low == 0 else (low + high) / 2 if high is not None else low + 4
+        bands[band].append({"x": x, "low": scores[ps[0]], "high": scores[ps[-1]], "median": scores.get(50),
+                            "q1": scores.get(25), "q3": scores.get(75)})
+    return bands
+
+
+def not_on_track_context(flagged: list[dict], courses: list[dict], course_rows: list[dict],
+                         therapists: list[dict], location: dict, concern: dict, rules: Rules, run: dict) -> dict:
+    """The manager's page of one location's open episodes that are not on track, per therapist, each with
+    its trajectory chart against the expected band. Episode ids only (never a client id)."""
+    bands = _course_bands(course_rows)
+    points: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for c in courses:
+        points[c["episode_id"]].append((float(c["session"]), float(c["score"])))
+    labels_by_id = {t["therapist_id"]: therapist_label(t) for t in therapists}
+    groups = []
+    by_therapist: dict[str, list[dict]] = defaultdict(list)
+    for e in flagged:
+        by_therapist[e["therapist_id"]].append(e)
+    for tid in sorted(by_therapist):
+        episodes = []
+        for e in sorted(by_therapist[tid], key=lambda e: e["episode_id"]):
+            own = list(points.get(e["episode_id"], []))
+            if e.get("latest_session") is not None and (float(e["latest_session"]), float(e["latest_score"])) not in own:
+                own.append((float(e["latest_session"]), float(e["latest_score"])))  # session from sessions attended
+            svg = charts.trajectory_chart(own, bands.get(e["intake_band"], []), e.get("rc_threshold"),
+                                          title=f"Traject {e['episode_id']}: SCL-90 per zitting")
+            band = EMPTY if e.get("expected_score") is None else (
+                f"{fmt_number(e['expected_low'], 0)} – {fmt_number(e['expected_high'], 0)} "
+                f"(mediaan {fmt_number(e['expected_score'], 0)})")
+            episodes.append({
+                "id": e["episode_id"], "start": f"{e['start_date']:%d-%m-%Y}" if e.get("start_date") else EMPTY,
+                "diagnosis": labels.label(labels.CATEGORIES, e.get("diagnosis_group")) or EMPTY,
+                "sessions": EMPTY if e.get("sessions_attended") is None else str(e["sessions_attended"]),
+                "intake": fmt_number(e["pre_score"], 0), "band_label": e["intake_band"],
+                "latest": fmt_number(e["latest_score"], 0),
+                "latest_when": (f"zitting {e['latest_session']}" if e.get("latest_session") is not None else "zitting ?")
+                + (f", {e['latest_administered_on']:%d-%m-%Y}" if e.get("latest_administered_on") else ""),
+                "expected": band, "session_bin": e.get("session_bin") or EMPTY,
+                "reason": NOT_ON_TRACK_REASONS.get(e["not_on_track_reason"], e["not_on_track_reason"]),
+                "reason_code": e["not_on_track_reason"], "img": charts.data_uri(svg)})
+        groups.append({"id": tid, "label": labels_by_id.get(tid, f"Behandelaar {tid}"), "episodes": episodes})
+    return {"title": f"Niet op koers: {location['name']}", "location": location, "concern": concern,
+            "groups": groups, "n_flagged": len(flagged), "rules": {"min_n": rules.min_n, "min_count": rules.min_count},
+            "run": run}

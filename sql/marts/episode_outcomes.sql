@@ -144,29 +144,6 @@ improvements AS (
     FROM primary_outcomes AS p
     JOIN improvement_rules AS r
       ON r.concern_id = p.concern_id AND r.delivery_id = p.delivery_id AND r.episode_id = p.episode_id
-),
-
-ongoing_treatment AS (
-    -- Monitoring an open episode (design s2; seed 000: evaluation every five
-    -- sessions): the latest SCL90 against the pre-score. Not on track when the
-    -- client is reliably worse than at intake, or has no reliable improvement
-    -- once the expected number of sessions has passed. The session count is that
-    -- of the latest measurement (the evidence), or the episode's sessions
-    -- attended when the measurement does not record its session.
-    SELECT
-        p.concern_id,
-        p.delivery_id,
-        p.episode_id,
-        CASE
-            WHEN p.is_closed OR p.latest_improvement IS NULL OR p.rc_threshold IS NULL THEN NULL
-            WHEN -p.latest_improvement > p.rc_threshold THEN 'reliably_worse'
-            WHEN coalesce(p.latest_session_number, e.sessions_attended)
-                     >= getvariable('expected_sessions_without_improvement')
-                 AND p.latest_improvement <= p.rc_threshold THEN 'no_reliable_improvement'
-        END AS not_on_track_reason
-    FROM primary_outcomes AS p
-    JOIN episodes AS e
-      ON e.concern_id = p.concern_id AND e.delivery_id = p.delivery_id AND e.episode_id = p.episode_id
 )
 
 SELECT
@@ -199,16 +176,9 @@ SELECT
     e.referrer,
     t.is_trainee,
     CASE t.is_trainee WHEN TRUE THEN 'trainee' WHEN FALSE THEN 'experienced' END AS therapist_experience,
-    -- Baseline severity bands on the SCL90 pre-score (project decision,
-    -- docs/outcome-rules.md): 90 is the lowest possible total, 118 the norm,
-    -- 150 the illustrative clinical cut-off of the reliable-change parameters.
-    CASE
-        WHEN p.pre_score IS NULL THEN 'no_pre_score'
-        WHEN p.pre_score < 150 THEN '<150'
-        WHEN p.pre_score < 200 THEN '150-199'
-        WHEN p.pre_score < 250 THEN '200-249'
-        ELSE '>=250'
-    END AS baseline_severity_band,
+    -- Baseline severity bands on the SCL90 pre-score (macro severity_band, edges
+    -- intake_severity_band_edges; docs/outcome-rules.md s5).
+    severity_band(p.pre_score) AS baseline_severity_band,
     s.post_measurement_id AS satisfaction_measurement_id,
     s.post_score AS satisfaction_post,
     w.working_at_start,
@@ -223,14 +193,11 @@ SELECT
          THEN 1 + ceil(e.sessions_attended / getvariable('rom_interval_sessions'))::INTEGER
     END AS expected_administrations,
     so.outcomes AS secondary_outcomes,
-    -- Ongoing treatment: only for open episodes.
+    -- Ongoing treatment, only for open episodes: the latest SCL90 after the pre-score. The
+    -- not-on-track flag is marts.not_on_track (it needs the expected course of all concerns).
     CASE WHEN e.end_date IS NULL THEN p.latest_measurement_id END AS latest_measurement_id,
     CASE WHEN e.end_date IS NULL THEN p.latest_administered_on END AS latest_administered_on,
     CASE WHEN e.end_date IS NULL THEN p.latest_score END AS latest_score,
-    -- NULL where it cannot be judged: closed, or no pre-score, or no later measurement.
-    CASE WHEN e.end_date IS NULL AND p.latest_improvement IS NOT NULL AND p.rc_threshold IS NOT NULL
-         THEN o.not_on_track_reason IS NOT NULL END AS not_on_track,
-    o.not_on_track_reason,
     -- The parameter values that made pct_improvement, beside every figure.
     getvariable('norm_score')::DOUBLE AS norm_score,
     getvariable('improvement_cap')::DOUBLE AS improvement_cap
@@ -240,8 +207,6 @@ LEFT JOIN primary_outcomes AS p
   ON p.concern_id = e.concern_id AND p.delivery_id = e.delivery_id AND p.episode_id = e.episode_id
 LEFT JOIN improvements AS i
   ON i.concern_id = e.concern_id AND i.delivery_id = e.delivery_id AND i.episode_id = e.episode_id
-LEFT JOIN ongoing_treatment AS o
-  ON o.concern_id = e.concern_id AND o.delivery_id = e.delivery_id AND o.episode_id = e.episode_id
 LEFT JOIN therapists AS t
   ON t.concern_id = e.concern_id AND t.delivery_id = e.delivery_id AND t.therapist_id = e.therapist_id
 LEFT JOIN locations AS l

@@ -358,10 +358,7 @@ own_reasons AS (
         th.n_therapists,
         coalesce(
             small_number_reason(i.n),
-            CASE WHEN i.kind = 'percentage'
-                  AND (i.numerator BETWEEN 1 AND getvariable('min_count_published') - 1
-                       OR i.n - i.numerator BETWEEN 1 AND getvariable('min_count_published') - 1)
-                 THEN 'small_count' END,
+            CASE WHEN i.kind = 'percentage' THEN small_count_reason(i.numerator, i.n) END,
             CASE WHEN th.n_therapists < getvariable('min_therapists_per_category')
                  THEN 'therapists_below_min' END
         ) AS reason

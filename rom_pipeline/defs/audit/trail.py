@@ -101,6 +101,10 @@ FIGURE_SOURCES = [
     FigureSource("marts.concern_summary", figure="'summary_z:' || cluster", aggregation="peer_group",
                  value="summary_z", n="n_indicators"),
     FigureSource("marts.financial_ratios", figure="ratio"),
+    # Open episodes not on track, as at the export date (docs/feedback.md): recorded under the year of the
+    # export date, one figure per location and concern (n = the open episodes judged).
+    FigureSource("marts.not_on_track_counts", figure="'n_flagged'", level="level", unit_id="unit_id",
+                 period="year(as_of)::VARCHAR", value="n_flagged", n="n_judged", suppressed="suppressed"),
 ]
 
 

@@ -126,6 +126,13 @@ class FittedModel:
     n_obs: int
     statistics: dict
     categories: tuple = ()       # MNLogit: the outcome categories present, the first is the reference
+    cov: np.ndarray | None = None  # OLS: covariance matrix of the estimates
+
+    def prediction_se(self, x: np.ndarray) -> np.ndarray:
+        """OLS: standard error of each row's expected value, sqrt(x' Cov(b) x) (the model's own
+        uncertainty, apart from the spread of one episode around its expectation)."""
+        xs = x[:, self.columns]
+        return np.sqrt(np.einsum("ij,jk,ik->i", xs, self.cov, xs))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         xs = x[:, self.columns]
@@ -161,7 +168,8 @@ def fit_ols(x: np.ndarray, y: np.ndarray) -> FittedModel:
     result = sm.OLS(y, x[:, columns]).fit()
     return FittedModel(OLS_MODEL, columns, np.asarray(result.params), np.asarray(result.bse), int(result.nobs),
                        {"r_squared": float(result.rsquared), "residual_variance": float(result.scale),
-                        "log_likelihood": float(result.llf), "converged": True})
+                        "log_likelihood": float(result.llf), "converged": True},
+                       cov=np.asarray(result.cov_params()))
 
 
 def fit_mnlogit(x: np.ndarray, category: np.ndarray, start: FittedModel | None = None,
@@ -266,7 +274,7 @@ def plan(frame: pd.DataFrame, min_training: int, max_models: int) -> list[LeftOu
 
 
 EXPECTED_COLUMNS = ["concern_id", "episode_id", "model_id", "left_out_level", "expected_improvement",
-                    "improvement_variance", *[f"p_{c}" for c in CATEGORIES]]
+                    "expected_improvement_se", "improvement_variance", *[f"p_{c}" for c in CATEGORIES]]
 
 
 def judge(frame: pd.DataFrame, design: Design, min_training: int, max_models: int,
@@ -284,29 +292,37 @@ def judge(frame: pd.DataFrame, design: Design, min_training: int, max_models: in
     category = frame["reliable_change"].to_numpy(dtype=object)
     has_category = pd.notna(frame["reliable_change"]).to_numpy()
     steps = plan(frame, min_training, max_models)
-    start = fit_mnlogit(x[has_category], category[has_category]) if steps else None
+    try:
+        start = fit_mnlogit(x[has_category], category[has_category]) if steps else None
+    except ValueError:
+        start = None
     parts, models = [], []
     for step in steps:
         train = np.ones(len(frame), dtype=bool)
         train[step.rows] = False
         ols = fit_ols(x[train], y[train])
         mn_train = train & has_category
-        mn = fit_mnlogit(x[mn_train], category[mn_train], start=start)
-        probabilities = mn.predict(x[step.rows])
+        try:
+            mn = fit_mnlogit(x[mn_train], category[mn_train], start=start)
+            probabilities = mn.predict(x[step.rows])
+        except ValueError as exc:  # fewer than two categories outside the unit: no shares expected
+            log(f"casemix model {step.model_id}: no multinomial model ({exc})")
+            mn, probabilities = None, np.full((len(step.rows), len(CATEGORIES)), np.nan)
         part = pd.DataFrame({
             "concern_id": frame["concern_id"].to_numpy()[step.rows],
             "episode_id": frame["episode_id"].to_numpy()[step.rows],
             "model_id": step.model_id,
             "left_out_level": step.level,
             "expected_improvement": ols.predict(x[step.rows]),
+            "expected_improvement_se": ols.prediction_se(x[step.rows]),
             "improvement_variance": ols.statistics["residual_variance"],
             **{f"p_{c}": probabilities[:, j] for j, c in enumerate(CATEGORIES)},
         })
         parts.append(part)
-        models += [(step, ols), (step, mn)]
-        log(f"casemix model {step.model_id}: {ols.n_obs} episodes, R2 {ols.statistics['r_squared']:.3f}, "
-            f"pseudo-R2 {mn.statistics['pseudo_r_squared']:.3f}"
-            + ("" if mn.statistics["converged"] else " (multinomial fit did not converge)"))
+        models += [(step, ols)] + ([(step, mn)] if mn is not None else [])
+        log(f"casemix model {step.model_id}: {ols.n_obs} episodes, R2 {ols.statistics['r_squared']:.3f}"
+            + (f", pseudo-R2 {mn.statistics['pseudo_r_squared']:.3f}" if mn is not None else "")
+            + ("" if mn is None or mn.statistics["converged"] else " (multinomial fit did not converge)"))
     expected = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=EXPECTED_COLUMNS)
     return expected[EXPECTED_COLUMNS], models
 
@@ -361,7 +377,7 @@ MODELS_DDL = """
 EXPECTED_DDL = """
     CREATE OR REPLACE TABLE outcomes.casemix_expected (
         concern_id VARCHAR, episode_id VARCHAR, model_id VARCHAR, left_out_level VARCHAR,
-        expected_improvement DOUBLE, improvement_variance DOUBLE, p_recovered DOUBLE, p_improved DOUBLE,
+        expected_improvement DOUBLE, expected_improvement_se DOUBLE, improvement_variance DOUBLE, p_recovered DOUBLE, p_improved DOUBLE,
         p_unchanged DOUBLE, p_deteriorated DOUBLE)"""
 
 

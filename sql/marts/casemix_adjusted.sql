@@ -27,7 +27,7 @@ judged_episodes AS (
         e.location_id, e.therapist_id,
         strftime(e.end_date, '%Y') || '-Q' || quarter(e.end_date) AS end_quarter,
         strftime(e.end_date, '%Y') AS end_year,
-        x.expected_improvement, x.improvement_variance,
+        x.expected_improvement, x.expected_improvement_se, x.improvement_variance,
         x.p_recovered, x.p_improved, x.p_unchanged, x.p_deteriorated
     FROM outcomes.casemix_expected AS x
     JOIN marts.episode_outcomes AS e
@@ -55,7 +55,10 @@ episode_values AS (
             WHEN 'improved' THEN 10000 * j.p_improved * (1 - j.p_improved)
             WHEN 'unchanged' THEN 10000 * j.p_unchanged * (1 - j.p_unchanged)
             WHEN 'deteriorated' THEN 10000 * j.p_deteriorated * (1 - j.p_deteriorated)
-        END AS variance
+        END AS variance,
+        -- The model's own uncertainty about the episode's expectation (OLS: sqrt(x' Cov(b) x));
+        -- not computed for the multinomial shares (docs/outcome-rules.md s12).
+        CASE m.outcome WHEN 'improvement' THEN j.expected_improvement_se ELSE 0 END AS expected_se
     FROM judged_episodes AS j
     JOIN outcomes.indicator_contributions AS c
       ON c.concern_id = j.concern_id AND c.episode_id = j.episode_id
@@ -84,8 +87,12 @@ unit_statistics AS (
         count(*) AS n,
         avg(observed) AS observed,
         avg(expected) AS expected,
-        -- se of the difference under "the unit is as its case mix predicts": sqrt(sum var_i) / n
-        sqrt(sum(variance)) / count(*) AS se,
+        -- se of the difference under "the unit is as its case mix predicts": the episodes' spread
+        -- around their expectations, sqrt(sum var_i) / n, and the model's uncertainty about the
+        -- unit's mean expectation, bounded above by the mean of the episodes' se (equality when
+        -- their errors are perfectly correlated, as they nearly are for one model):
+        -- se = sqrt(sum(var_i) / n^2 + mean(se_i)^2).
+        sqrt(sum(variance) / (count(*) * count(*)) + avg(expected_se) * avg(expected_se)) AS se,
         string_agg(DISTINCT model_id, ', ' ORDER BY model_id) AS model_ids
     FROM unit_episodes
     GROUP BY concern_id, level, unit_id, period_type, period, indicator

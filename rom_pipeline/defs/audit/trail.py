@@ -91,6 +91,15 @@ FIGURE_SOURCES = [
     FigureSource("marts.concern_summary", figure="'summary_z:' || cluster", aggregation="peer_group",
                  value="summary_z", n="n_indicators"),
     FigureSource("marts.financial_ratios", figure="ratio"),
+    # Case-mix adjusted figures (value = observed - expected), and the models behind them: every
+    # run's coefficients stay in the trail although marts.casemix_models is rebuilt each run.
+    FigureSource("marts.casemix_adjusted", figure="indicator", aggregation="'casemix_adjusted'", level="level",
+                 unit_id="unit_id", period_type="period_type", period="period", value="difference", n="n",
+                 suppressed="suppressed"),
+    FigureSource("marts.casemix_models", figure="model || ':' || coalesce(equation, '') || ':' || term",
+                 aggregation="model_id", level="left_out_level",
+                 unit_id="coalesce(left_out_location_id, left_out_concerns)", period_type="NULL", period="NULL",
+                 value="estimate", n="n_obs"),
 ]
 
 

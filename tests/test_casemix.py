@@ -245,3 +245,57 @@ def test_prediction_se_matches_statsmodels():
     new = np.array([[1.0, 160.0], [1.0, 320.0]])
     oracle = sm.OLS(y, x).fit().get_prediction(new).se_mean
     np.testing.assert_allclose(fitted.prediction_se(new), oracle, rtol=1e-10)
+
+
+# --- explain, on a published run of the command line ---------------------------------------------
+
+def test_explain_a_casemix_figure(tmp_path, capsys):
+    """`rom-pipeline explain --table marts.casemix_adjusted`: observed, expected, difference, n, interval,
+    the model (n, R², statsmodels version) and the episodes, reproduced from the audit trail."""
+    from cli_runs import cli_env, generate, run_cli
+    from rom_pipeline.cli import main
+    from rom_pipeline.explain import explain, open_database
+
+    exports = generate(tmp_path / "exports", concerns=2, episodes=400, seed=3)
+    parameters = tmp_path / "parameters.yaml"
+    parameters.write_text("benchmarks:\n  casemix_min_training_episodes:\n    value: 50\n")
+    data = tmp_path / "data"
+    done = run_cli(cli_env(exports, data, ROM_PARAMETERS=str(parameters)))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
+    figure = rows(con, """SELECT * FROM marts.casemix_adjusted WHERE level = 'location' AND NOT suppressed
+                          AND period_type = 'year' AND indicator = 'mean_improvement' ORDER BY n DESC LIMIT 1""")[0]
+    model = rows(con, f"""SELECT DISTINCT n_obs, r_squared, software_version FROM marts.casemix_models
+                          WHERE model_id = '{figure["model_ids"]}' AND model = 'ols_improvement'""")[0]
+    con.close()
+    query = dict(table="marts.casemix_adjusted", concern=figure["concern_id"], level="location",
+                 unit=figure["unit_id"], period_type="year", period=figure["period"], indicator="mean_improvement")
+    wh = open_database("warehouse", data)
+    doc = explain(wh, **query)
+    wh.close()
+    c = doc["casemix"]
+    assert (c["n"], c["observed"], c["expected"], c["difference"]) == (
+        figure["n"], figure["observed"], figure["expected"], figure["difference"])
+    assert c["ci_low"] == figure["ci_low"] and c["outside_95"] == figure["outside_95"]
+    [m] = doc["models"]
+    assert (m["n_obs"], m["r_squared"], m["software"], m["software_version"]) == (
+        model["n_obs"], model["r_squared"], "statsmodels", model["software_version"])
+    assert m["left_out_concerns"] == figure["concern_id"] and {t["term"] for t in m["terms"]} >= {"Intercept", "pre_score"}
+    # the episodes of the trail give n and the observed value back (their mean, computed here)
+    assert len(doc["episodes"]) == figure["n"]
+    assert sum(e["observed"] for e in doc["episodes"]) / figure["n"] == pytest.approx(figure["observed"], rel=1e-12)
+    assert doc["reproduced"]["matches"] is True and doc["reproduced"]["expected"] is None  # warehouse: no per-episode
+    # the work database has each episode's expected value: the expected figure is reproduced too
+    work = open_database("work", data)
+    doc = explain(work, **query)
+    work.close()
+    assert all(e["expected"] is not None and e["model_id"] == figure["model_ids"] for e in doc["episodes"])
+    assert doc["reproduced"]["expected"] == pytest.approx(figure["expected"], rel=1e-9)
+    assert doc["reproduced"]["matches"] is True
+    # the command line prints it
+    assert main(["explain", "--data-dir", str(data), "--table", "marts.casemix_adjusted", "--concern",
+                 figure["concern_id"], "--level", "location", "--unit", figure["unit_id"], "--period",
+                 figure["period"], "--indicator", "mean_improvement"]) == 0
+    out = capsys.readouterr().out
+    assert "Observed" in out and "expected" in out and "difference" in out and "statsmodels" in out
+    assert f"n = {figure['n']}" in out and "matches the published figure" in out

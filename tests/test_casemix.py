@@ -299,3 +299,12 @@ def test_explain_a_casemix_figure(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Observed" in out and "expected" in out and "difference" in out and "statsmodels" in out
     assert f"n = {figure['n']}" in out and "matches the published figure" in out
+    # a second night on the same deliveries: the models are the same figures, not 'changed' (run_id aside)
+    again = run_cli(cli_env(exports, data, ROM_PARAMETERS=str(parameters)))
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    work = duckdb.connect(str(data / "work.duckdb"), read_only=True)
+    changes = work.execute("""SELECT f.change, count(*) FROM audit.published_figures AS f
+                              JOIN audit.runs AS r USING (run_id)
+                              WHERE f.table_name LIKE 'marts.casemix%' GROUP BY ALL ORDER BY 1""").fetchall()
+    work.close()
+    assert [c for c, _ in changes] == ["new"]  # recorded once, by the first night

@@ -205,6 +205,8 @@ def _canonical_hash(con, table: str) -> str:
                        "AND schema_name = ? AND table_name = ? ORDER BY column_index", [schema, name]).fetchall()
     fields = []
     for col, typ in cols:
+        if col == "run_id":  # the run that made the row (marts.casemix_models), not part of the figure
+            continue
         value = f't."{col}"'
         if typ in ("DOUBLE", "FLOAT", "REAL") or typ.startswith("DECIMAL"):
             rounded = f"round({value}::DOUBLE, {COMPARE_DECIMALS})"

@@ -308,3 +308,18 @@ def test_explain_a_casemix_figure(tmp_path, capsys):
                               WHERE f.table_name LIKE 'marts.casemix%' GROUP BY ALL ORDER BY 1""").fetchall()
     work.close()
     assert [c for c, _ in changes] == ["new"]  # recorded once, by the first night
+
+
+def test_without_two_categories_outside_the_unit_no_shares_are_expected():
+    """B's episodes are all 'unchanged': no multinomial model for A (probabilities NaN, stored as NULL),
+    the improvement model still judges A."""
+    rng = np.random.default_rng(4)
+    pre_b = rng.integers(150, 330, 120)
+    frame = cm.prepare(pd.concat([_frame("A", [200, 250], [10, 20]),
+                                  _frame("B", pre_b, 50 + rng.normal(0, 5, 120), category=["unchanged"] * 120)]),
+                       AGES)
+    messages = []
+    expected, fitted = cm.judge(frame, cm.Design.of(frame), min_training=100, max_models=25, log=messages.append)
+    assert expected["expected_improvement"].notna().all() and expected["p_recovered"].isna().all()
+    assert [m.model for _, m in fitted] == [cm.OLS_MODEL]
+    assert any("no multinomial model" in m for m in messages)

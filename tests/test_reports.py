@@ -568,6 +568,26 @@ def test_each_manager_package_holds_its_own_therapists_only(built):
     assert oct((built.root / "managers").stat().st_mode & 0o777) == "0o700"
 
 
+def test_the_manager_source_reads_therapist_casemix_from_the_work_database(built):
+    """The caseload review (issue 12 part 5) reads each therapist's adjusted figures from the work database:
+    every therapist row of marts.casemix_adjusted, suppressed ones flagged rather than hidden."""
+    from rom_pipeline.reports.data import ManagerSource
+
+    concern_id = sorted(_locations(built))[0][0]
+    work = built.work()
+    expected = work.execute("SELECT count(*), count(*) FILTER (WHERE suppressed) FROM marts.casemix_adjusted "
+                            "WHERE concern_id = ? AND level = 'therapist'", [concern_id]).fetchone()
+    work.close()
+    source = ManagerSource(built.data_dir / "work.duckdb")
+    try:
+        rows = source.therapist_casemix(concern_id)
+    finally:
+        source.close()
+    assert len(rows) == expected[0] > 0 and sum(r["suppressed"] for r in rows) == expected[1]
+    assert {r["level"] for r in rows} == {"therapist"}
+    assert any(r["suppressed"] and r["observed"] is not None for r in rows)  # kept, for the manager's view
+
+
 def test_therapist_pages_show_unreliable_figures_flagged(built):
     con = built.work()
     row_ = con.execute("""

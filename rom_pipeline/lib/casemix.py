@@ -397,7 +397,10 @@ def build(con, run_id: str | None, age_edges, min_training: int, max_models: int
     con.execute(MODELS_DDL)
     if len(expected):
         con.register("casemix_expected_frame", expected)
-        con.execute("INSERT INTO outcomes.casemix_expected SELECT * FROM casemix_expected_frame")
+        # NaN (no multinomial model for the unit) is stored as NULL: no expectation, not a number
+        select = ", ".join(f"CASE WHEN isnan({c}) THEN NULL ELSE {c} END" if expected[c].dtype.kind == "f" else c
+                           for c in EXPECTED_COLUMNS)
+        con.execute(f"INSERT INTO outcomes.casemix_expected SELECT {select} FROM casemix_expected_frame")
         con.unregister("casemix_expected_frame")
     rows = pd.DataFrame(model_rows(models, design, statsmodels.__version__))
     if len(rows):

@@ -69,9 +69,11 @@ episode_values AS (
 unit_episodes AS (
     -- Each episode in its therapist, location and (when its model left out the whole concern)
     -- concern, for its quarter and year. A location-level model (a concern with no benchmark
-    -- population outside it) judges locations and therapists, never the concern.
+    -- population outside it) judges locations and therapists, never the concern. An episode without
+    -- an expectation (no multinomial model could be fitted) is left out, and the figure it belongs
+    -- to is then hidden as incomplete_model_coverage.
     SELECT v.*, u.level, u.unit_id, p.period_type, p.period
-    FROM episode_values AS v
+    FROM (SELECT * FROM episode_values WHERE expected IS NOT NULL) AS v
     CROSS JOIN LATERAL (VALUES
         ('therapist', v.therapist_id),
         ('location', v.location_id),

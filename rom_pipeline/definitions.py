@@ -6,6 +6,7 @@ import dagster as dg
 from rom_pipeline.defs import models
 from rom_pipeline.defs.audit import assets as audit
 from rom_pipeline.defs.ingest import assets as ingest
+from rom_pipeline.defs.outcomes import assets as outcomes
 from rom_pipeline.defs.publish import assets as publish
 from rom_pipeline.defs.reports import assets as reports
 from rom_pipeline.defs.staging import assets as staging
@@ -15,7 +16,7 @@ from rom_pipeline.resources import pseudonym_key_from_env, workspace_from_env
 from rom_pipeline.runlock import RunLock
 
 # The SQL models (sql/<layer>/<table>.sql + .yml) and their checks: rom_pipeline/defs/models.py.
-ASSETS = [*audit.ASSETS, ingest.ingest, *staging.ASSETS, *models.ASSETS, *publish.ASSETS, *reports.ASSETS]
+ASSETS = [*audit.ASSETS, ingest.ingest, *staging.ASSETS, *models.ASSETS, *outcomes.ASSETS, *publish.ASSETS, *reports.ASSETS]
 CHECKS = [*staging.CHECKS, *models.CHECKS]
 
 # The nightly job (in-process: DuckDB has one writer), its schedule and the delivery sensor

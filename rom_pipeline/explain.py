@@ -28,9 +28,11 @@ import duckdb
 
 from rom_pipeline.explain_benchmarks import explain_benchmark, render_benchmark_text
 from rom_pipeline.explain_feedback import explain_not_on_track, render_not_on_track_text
+from rom_pipeline.explain_casemix import explain_casemix, render_casemix_text
 from rom_pipeline.indicators import CatalogueError, Indicator, parse_catalogue
 
 BENCHMARK_TABLES = ("marts.financial_ratios", "marts.concern_benchmark", "marts.concern_summary")
+CASEMIX_TABLE = "marts.casemix_adjusted"
 
 AGGREGATIONS = {
     "episodes": "every episode weighs the same",
@@ -311,6 +313,8 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
         aggregation = "episodes"
     if table in ("marts.concern_benchmark", "marts.concern_summary") and aggregation is None:
         aggregation = "all"  # the peer group
+    if table == CASEMIX_TABLE and aggregation is None:
+        aggregation = "casemix_adjusted"
     if table == "marts.concern_summary" and not indicator.startswith("summary_z:"):
         indicator = f"summary_z:{indicator}"  # the cluster: all, CQ, kernset, FP
     if level == "all":
@@ -318,7 +322,7 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
     the_run = resolve_run(con, run)
     seq = the_run["run_seq"]
     catalogue = run_catalogue(the_run)
-    entry = catalogue.get(indicator) if table == "marts.indicators" else None
+    entry = catalogue.get(indicator) if table in ("marts.indicators", CASEMIX_TABLE) else None
     if table == "marts.indicators" and entry is None:
         raise ExplainError(f"{indicator!r} is not an indicator of run {the_run['run_id']}; its indicators are: "
                            f"{', '.join(catalogue)}")
@@ -350,6 +354,9 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
         out["parameters"] = {k: v for k, v in json.loads(the_run["parameters_json"]).get("parameters", {})
                              .get("benchmarks", {}).items()}
         return explain_benchmark(con, out, the_run, table, concern, period, indicator, aggregation)
+    if table == CASEMIX_TABLE:
+        return explain_casemix(con, out, the_run, concern, level, unit, period_type, period, indicator,
+                               _cell_episodes)
     if table != "marts.indicators" or level not in ("therapist", "location", "concern"):
         out["note"] = ("episode provenance is recorded for marts.indicators at therapist, location and concern "
                        "level; explain those figures to follow this one to its episodes")
@@ -487,6 +494,8 @@ def render_text(doc: dict) -> str:
         return "\n".join(lines + render_benchmark_text(doc))
     if f["table"] == "marts.not_on_track_counts":
         return "\n".join(lines + render_not_on_track_text(doc, _fmt))
+    if f["table"] == CASEMIX_TABLE:
+        return "\n".join(lines[:4] + render_casemix_text(doc, _fmt))
     lines += ["", f"Formula  {doc['formula']}", f"         aggregation: {doc['aggregation_rule']}",
               "Parameters (as this run used them; sha256 " + str(doc["parameters_sha256"])[:12] + "...):"]
     for name, value in doc["parameters"].items():

@@ -77,7 +77,7 @@ class Staging:
     def episode(self, concern: str, episode_id: str, *, location_id: str = "L1", therapist_id: str = "T1",
                 start: str = "2025-01-06", end: str | None = "2025-07-01", end_reason: str | None = None,
                 sessions: int | None = 18, care_type: str = "basic", diagnosis_group: str = "depression",
-                referrer: str = "gp") -> None:
+                referrer: str = "gp", age: int | None = 40, sex: str | None = "female") -> None:
         if end is not None and end_reason is None:
             end_reason = "completed"
         self.con.execute(
@@ -86,7 +86,7 @@ class Staging:
             "sessions_attended, age_at_start, sex) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [concern, f"{concern}-D1", self._next_row(), episode_id, f"pseudo-{concern}-{episode_id}",
              location_id, therapist_id, care_type, diagnosis_group, referrer, day(start),
-             day(end) if end else None, end_reason, sessions, 40, "female"])
+             day(end) if end else None, end_reason, sessions, age, sex])
 
     def measurement(self, concern: str, measurement_id: str, episode_id: str, on: str | dt.date,
                     score: float | None, *, instrument: str = "SCL90", session: int | None = None) -> None:

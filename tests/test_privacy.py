@@ -178,11 +178,15 @@ def scanned(tmp_path_factory, demo_run):
     _append_malformed_episode(exports / "C001" / "2026-11-21")
     later = generate(root / "later", episodes=120, seed=11, defect_rate=0.05, export_date="2026-12-19")
     data = root / "data"
-    night1 = run_cli(cli_env(exports, data, key=PSEUDONYM_KEY))
+    # A set this small has fewer than the default 100 episodes outside a concern: let the case-mix
+    # models fit (on at least 20), so that marts.casemix_adjusted has figures to scan.
+    parameters = root / "parameters.yaml"
+    parameters.write_text("benchmarks:\n  casemix_min_training_episodes:\n    value: 20\n")
+    night1 = run_cli(cli_env(exports, data, key=PSEUDONYM_KEY, ROM_PARAMETERS=str(parameters)))
     assert night1.returncode == 0, night1.stdout + night1.stderr
     shutil.copytree(later / "C002" / "2026-12-19", exports / "C002" / "2026-12-19")
     with _dagster_home() as home:
-        env = cli_env(exports, data, key=PSEUDONYM_KEY, DAGSTER_HOME=str(home))
+        env = cli_env(exports, data, key=PSEUDONYM_KEY, DAGSTER_HOME=str(home), ROM_PARAMETERS=str(parameters))
         night2 = subprocess.run([str(Path(sys.executable).with_name("dg")), "launch", "--job", "nightly"],
                                 cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=300)
         assert night2.returncode == 0, night2.stdout[-3000:] + night2.stderr[-3000:]
@@ -270,7 +274,8 @@ def test_no_figure_on_fewer_than_min_n_episodes_and_no_count_below_5(scanned):
             assert shown == 0, f"{table}.{column}: {shown} suppressed rows show a value"
         checked += 1
     assert checked >= 4  # indicators, breakdowns, internal benchmark, published_figures
-    for table in ("marts.indicators", "marts.indicator_breakdowns", "marts.internal_benchmark"):
+    for table in ("marts.indicators", "marts.indicator_breakdowns", "marts.internal_benchmark",
+                  "marts.casemix_adjusted"):
         small = con.execute(f"SELECT count(*) FROM {table} WHERE NOT suppressed AND (n IS NULL OR n < {min_n})").fetchone()[0]
         assert small == 0, f"{table}: {small} figures shown on fewer than {min_n} episodes"
     for table in _published_with(con, "n"):
@@ -286,8 +291,12 @@ def test_the_shared_warehouse_has_no_therapist_level_results(scanned):
         assert con.execute(f"SELECT count(*) FROM {table} WHERE level = 'therapist'").fetchone()[0] == 0, table
     for table in ("marts.episode_outcomes", "audit.figure_episodes", "marts.not_on_track"):
         assert con.execute(f"SELECT count(therapist_id) FROM {table}").fetchone()[0] == 0, table
+    assert "marts.casemix_adjusted" in with_level
     work = duckdb.connect(str(scanned["data"] / "work.duckdb"), read_only=True)
     assert work.execute("SELECT count(*) FROM marts.indicators WHERE level = 'therapist'").fetchone()[0] > 0
+    assert work.execute("SELECT count(*) FROM marts.casemix_adjusted WHERE level = 'therapist'").fetchone()[0] > 0
+    csv = (scanned["data"] / "csv" / "marts.casemix_adjusted.csv").read_text()
+    assert csv and ",therapist," not in csv  # the CSV export: no therapist row
     reports = scanned["data"] / "reports"
     if reports.exists():  # manager packages: therapist pages only there
         shared = [p for p in (reports / "shared").rglob("*") if "behandelaar" in p.name]

@@ -128,6 +128,21 @@ def test_funnel_chart_marks_the_unit_and_labels_limits_in_dutch():
     assert "alle trajecten samen (77,3%)" in texts and "99,8%-grenzen" in texts and "L1" in texts
 
 
+def test_difference_chart_draws_each_unit_with_its_interval_around_zero():
+    svg = charts.difference_chart([charts.DifferencePoint("Organisatie", -5.0, -12.0, 2.0),
+                                   charts.DifferencePoint("L1", 8.0, 1.0, 15.0, True)],
+                                  title="Herstel: geobserveerd − verwacht", percent=True)
+    root = _svg(svg)
+    circles = root.findall(f"{SVG}circle")
+    assert [c.get("fill") for c in circles] == [charts.OTHERS, charts.HIGHLIGHT]
+    # the dots sit left and right of the zero line, in proportion to the differences
+    zero = next(float(l.get("x1")) for l in root.findall(f"{SVG}line")
+                if l.get("x1") == l.get("x2") and l.get("stroke") == "#444444")
+    left, right = (float(c.get("cx")) for c in circles)
+    assert left < zero < right and (right - zero) / (zero - left) == pytest.approx(8 / 5, rel=0.02)
+    assert "0%" in _texts(root) and "L1" in _texts(root)
+
+
 def test_nice_ticks():
     assert charts.nice_ticks(0, 100) == [0, 20, 40, 60, 80, 100]
     assert charts.nice_ticks(-2, 10) == [-5, 0, 5, 10]
@@ -409,6 +424,39 @@ def test_funnel_tables_match_internal_benchmark(built):
     con.close()
 
 
+def test_casemix_tables_show_the_warehouse_figures(built):
+    """Location report: observed, expected and difference per unit as marts.casemix_adjusted publishes them;
+    a suppressed figure shows the mark only."""
+    con = built.warehouse()
+    concern_id, location_id, _ = sorted(_locations(built))[0]
+    path = built.root / "shared" / "locations" / f"{concern_id}-{location_id}.html"
+    html = path.read_text(encoding="utf-8")
+    year = re.search(r"Gecorrigeerd voor casemix (\d{4})", html).group(1)
+    tabs = [t for t in tables(path) if t and t[0][0][0] == "Eenheid (op naam)"]
+    published = con.execute("""SELECT level, unit_id, indicator, n, observed, expected, difference, suppressed
+                               FROM marts.casemix_adjusted WHERE concern_id = ? AND period_type = 'year'
+                               AND period = ? AND indicator IN ('mean_improvement', 'pct_recovered',
+                               'pct_deteriorated') ORDER BY indicator""", [concern_id, year]).fetchall()
+    assert published and tabs
+    by_indicator = dict(zip(["mean_improvement", "pct_recovered", "pct_deteriorated"], tabs))
+    checked = 0
+    for level, unit, indicator, n, observed, expected, difference, suppressed in published:
+        t = by_indicator[indicator]
+        first = "(organisatie)" if level == "concern" else f"({unit})"
+        [r] = [r for r in t[1:] if r[0][0].endswith(first)]
+        if suppressed:
+            assert (r[2][0], r[3][0], r[4][0]) == ("–", "–", "–")
+        else:
+            assert r[2][0] == fmt_indicator(indicator, observed) and r[3][0] == fmt_indicator(indicator, expected)
+            sign = "+" if difference > 0 else "−" if difference < 0 else ""
+            assert r[4][0] == sign + fmt_indicator(indicator, abs(difference))
+            checked += 1
+    assert checked > 0
+    # never a therapist: the shared report reads the warehouse, which has none
+    assert con.execute("SELECT count(*) FROM marts.casemix_adjusted WHERE level = 'therapist'").fetchone()[0] == 0
+    con.close()
+
+
 # --- privacy ---------------------------------------------------------------------------------------
 
 def _therapists(built) -> list[tuple[str, str, str]]:
@@ -462,7 +510,8 @@ def test_shared_case_mix_shows_the_published_suppression(built):
         year = re.search(r"Casemix (\d{4})", html)
         if not year:
             continue
-        headings = re.findall(r"<h3>([^<]*)</h3>\s*<table>", html)
+        section = html.split('<h2 id="casemix">', 1)[1].split("<h2", 1)[0]  # the breakdowns' own section
+        headings = re.findall(r"<h3>([^<]*)</h3>\s*<table>", section)
         case_mix = [t for t in tables(path) if t and t[0][0][0] == "Categorie"]
         assert len(headings) >= len(case_mix)
         for heading, t in zip(headings[-len(case_mix):], case_mix):
@@ -533,6 +582,26 @@ def test_each_manager_package_holds_its_own_therapists_only(built):
         assert (package / "vestiging.html").read_bytes() == \
             (built.root / "shared" / "locations" / f"{package.name}.html").read_bytes()
     assert oct((built.root / "managers").stat().st_mode & 0o777) == "0o700"
+
+
+def test_the_manager_source_reads_therapist_casemix_from_the_work_database(built):
+    """The caseload review (issue 12 part 5) reads each therapist's adjusted figures from the work database:
+    every therapist row of marts.casemix_adjusted, suppressed ones flagged rather than hidden."""
+    from rom_pipeline.reports.data import ManagerSource
+
+    concern_id = sorted(_locations(built))[0][0]
+    work = built.work()
+    expected = work.execute("SELECT count(*), count(*) FILTER (WHERE suppressed) FROM marts.casemix_adjusted "
+                            "WHERE concern_id = ? AND level = 'therapist'", [concern_id]).fetchone()
+    work.close()
+    source = ManagerSource(built.data_dir / "work.duckdb")
+    try:
+        rows = source.therapist_casemix(concern_id)
+    finally:
+        source.close()
+    assert len(rows) == expected[0] > 0 and sum(r["suppressed"] for r in rows) == expected[1]
+    assert {r["level"] for r in rows} == {"therapist"}
+    assert any(r["suppressed"] and r["observed"] is not None for r in rows)  # kept, for the manager's view
 
 
 def test_therapist_pages_show_unreliable_figures_flagged(built):

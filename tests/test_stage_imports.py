@@ -1,7 +1,8 @@
 """No stage imports a later stage; lib/ imports no stage at all.
 
 The stages in the order the nightly job runs them (rom_pipeline/definitions.py):
-ingest -> staging -> (the SQL models, rom_pipeline/defs/models.py) -> audit -> publish -> reports.
+ingest -> staging -> (the SQL models, rom_pipeline/defs/models.py; the outcomes stage's Python
+assets among them) -> audit -> publish -> reports.
 The infrastructure every stage shares (concern scope, fingerprints, SQL files, the warehouse
 reader) is in rom_pipeline/lib/ and must not reach back into a stage.
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from rom_pipeline.paths import PACKAGE_DIR
 
-STAGES = ["ingest", "staging", "audit", "publish", "reports"]
+STAGES = ["ingest", "staging", "outcomes", "audit", "publish", "reports"]
 
 
 def _imports(path: Path) -> set[str]:

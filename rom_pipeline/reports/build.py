@@ -301,7 +301,10 @@ def _task(common: _Common, key: str, fn, extra, *args) -> dict:
 def _concern_task(common: _Common, src, work, concern_id: str, year: int) -> tuple[dict, list[str]]:
     """Benchmark report of one concern and year (seed 001), and its PDF."""
     context = views.concern_context(src, concern_id, year, common.known_years[concern_id], common.names,
-                                    common.n_by_year, common.run)
+                                    common.n_by_year, common.run, rules=common.rules,
+                                    casemix_rows=src.casemix(concern_id, str(year)),
+                                    location_names={l["location_id"]: l["location_name"]
+                                                    for l in common.locations.get(concern_id, [])})
     rel = f"shared/concerns/{views.safe_name(concern_id)}-{year}.html"
     html = render("concern.html", **context)
     _write(Path(common.out) / rel, html)
@@ -323,6 +326,7 @@ def _concern_locations_task(common: _Common, src, work, concern_id: str) -> tupl
     year = views.funnel_year(units.years, export_date)
     bench_rows = src.location_benchmark(concern_id, year) if year else []
     breakdown_rows = src.breakdowns(concern_id, year) if year else []
+    casemix_rows = src.casemix(concern_id, year) if year else []
     concern = {"id": concern_id, "name": common.names.get(concern_id, concern_id)}
 
     therapists = work.therapists(concern_id)
@@ -338,7 +342,7 @@ def _concern_locations_task(common: _Common, src, work, concern_id: str) -> tupl
     for loc in locations:
         context = views.location_context(concern_id, concern["name"], loc, locations,
                                          units, rules, export_date, common.run, bench_rows, breakdown_rows, year,
-                                         not_on_track)
+                                         not_on_track, casemix_rows)
         html = render("location.html", **context)
         base = f"{views.safe_name(concern_id)}-{views.safe_name(loc['location_id'])}"
         rel = f"shared/locations/{base}.html"

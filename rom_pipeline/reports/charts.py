@@ -414,4 +414,45 @@ def trajectory_chart(points: Sequence[tuple[float, float]], band: Sequence[dict]
     for x, y in ordered:
         svg.circle(ax.x(x), ax.y(y), 3.6, FLAGGED)
     _legend(svg, items, height - 2 + 9, 56, 9)
+@dataclass(frozen=True)
+class DifferencePoint:
+    label: str
+    difference: float
+    low: float
+    high: float
+    highlight: bool = False
+
+
+def difference_chart(points: Sequence[DifferencePoint], *, title: str, percent: bool,
+                     x_label: str = "geobserveerd − verwacht (95%-interval)") -> str:
+    """Case-mix adjusted results: per unit (one row each, in the given order) the difference observed −
+    expected as a dot with its 95% interval as a whisker, around a line at 0 (as its case mix predicts)."""
+    row_h, top = 22, 30
+    label_w = min(300, max([len(p.label) for p in points] + [10]) * 11 * CHAR_WIDTH + 16)
+    height = top + row_h * max(len(points), 1) + 44
+    span = max([abs(v) for p in points for v in (p.low, p.high, p.difference)] + [1.0])
+    ticks = nice_ticks(-span, span, 6)
+    svg = _Svg(WIDTH, height, title)
+    svg.text(16, 18, title, 12, "start", INK, bold=True)
+    left, right = 16 + label_w, WIDTH - 24
+    x0, x1 = ticks[0], ticks[-1]
+
+    def x(v: float) -> float:
+        return left + (v - x0) / ((x1 - x0) or 1) * (right - left)
+
+    bottom = top + row_h * max(len(points), 1)
+    decimals = _decimals(ticks)
+    for t in ticks:
+        svg.line(x(t), top, x(t), bottom, GRID, 0.6)
+        svg.text(x(t), bottom + 14, dutch(t, decimals) + ("%" if percent else ""), 9.5, "middle", MUTED)
+    svg.line(x(0), top - 4, x(0), bottom, "#444444", 1.1)
+    svg.text((left + right) / 2, bottom + 32, x_label, 10, "middle", MUTED)
+    for i, p in enumerate(points):
+        y = top + row_h * i + row_h / 2
+        colour = HIGHLIGHT if p.highlight else OTHERS
+        svg.text(left - 8, y + 4, p.label, 10.5, "end", HIGHLIGHT if p.highlight else INK, bold=p.highlight)
+        svg.line(x(p.low), y, x(p.high), y, colour, 2.0)
+        for end in (p.low, p.high):
+            svg.line(x(end), y - 4, x(end), y + 4, colour, 1.2)
+        svg.circle(x(p.difference), y, 5.5 if p.highlight else 4.2, colour)
     return svg.done()

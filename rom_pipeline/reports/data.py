@@ -228,6 +228,16 @@ class SharedSource:
             FROM marts.not_on_track_counts
             WHERE concern_id = ? AND level IN ('location', 'concern')""", [concern_id])}
 
+    def casemix(self, concern_id: str, period: str) -> list[dict]:
+        """Case-mix adjusted figures (observed, expected, difference) of the concern and its locations for a
+        year; none from a warehouse published before marts.casemix_adjusted existed."""
+        if not _has_table(self.con, "marts.casemix_adjusted"):
+            return []
+        return _rows(self.con, f"""
+            SELECT {CASEMIX_COLUMNS} FROM marts.casemix_adjusted
+            WHERE concern_id = ? AND period_type = 'year' AND period = ? AND level IN ('location', 'concern')""",
+                     [concern_id, period])
+
     def breakdowns(self, concern_id: str, period: str) -> list[dict]:
         return _rows(self.con, f"""
             SELECT level, unit_id, dimension, category, indicator, value, n,
@@ -235,6 +245,17 @@ class SharedSource:
             FROM marts.indicator_breakdowns
             WHERE concern_id = ? AND period_type = 'year' AND period = ? AND level IN ('location', 'concern')""",
                      [concern_id, period])
+
+
+def _has_table(con, table: str) -> bool:
+    schema, name = table.split(".")
+    return con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'src' AND schema_name = ? "
+                       "AND table_name = ?", [schema, name]).fetchone()[0] > 0
+
+
+CASEMIX_COLUMNS = ("level, unit_id, period_type, period, indicator, n, observed, expected, difference, ci_low, ci_high, "
+                   "limit_95, limit_998, outside_95, outside_998, coalesce(suppressed, false) AS suppressed, "
+                   "suppression_reason, model_ids")
 
 
 class ManagerSource:
@@ -306,3 +327,12 @@ class ManagerSource:
             FROM outcomes.expected_course_fits
             WHERE fit = 'all'
             ORDER BY intake_band, session_bin_from, percentile""")
+
+    def therapist_casemix(self, concern_id: str) -> list[dict]:
+        """Case-mix adjusted figures per therapist of the concern, year and quarter (values kept when
+        suppressed: the manager's own view flags them). For the manager package only (issue 12 parts 1, 5)."""
+        if not _has_table(self.con, "marts.casemix_adjusted"):
+            return []
+        return _rows(self.con, f"""
+            SELECT {CASEMIX_COLUMNS} FROM marts.casemix_adjusted
+            WHERE concern_id = ? AND level = 'therapist' AND period_type IN ('year', 'quarter')""", [concern_id])

@@ -155,7 +155,8 @@ def target_cell(row: dict | None, rules: Rules, shared: bool) -> dict:
 # --- the concern report (seed 001) --------------------------------------------------------------------
 
 def concern_context(src, concern_id: str, year: int, known_years: Iterable[int], names: dict[str, str],
-                    n_indicators_by_year: dict[int, int], run: dict) -> dict:
+                    n_indicators_by_year: dict[int, int], run: dict, rules: Rules | None = None,
+                    casemix_rows: list[dict] | None = None, location_names: dict[str, str] | None = None) -> dict:
     years = [y for y in (year - 2, year - 1, year) if y in set(known_years)]
     reports = src.annual_reports(concern_id)
     ratios = src.financial_ratios(concern_id)
@@ -274,6 +275,9 @@ def concern_context(src, concern_id: str, year: int, known_years: Iterable[int],
                          and sizes[y]["n_group_concerns"] < min_group} for y in years],
         "min_group": min_group, "small_group_mark": SMALL_GROUP_MARK,
         "indicator_tables": tables,
+        "adjusted": casemix_tables(casemix_rows or [], location_names or {}, rules, concern_id=concern_id,
+                                   concern_label=f"{names.get(concern_id, concern_id)} (concern)",
+                                   highlight=concern_id, year=str(year)) if rules and casemix_rows else [],
         "n_indicators_by_year": [(y, n_indicators_by_year[y]) for y in years if y in n_indicators_by_year],
         "bijlage_1": labels.BIJLAGE_1, "legend": Z_LEGEND, "notes": notes, "run": run,
         "not_on_track": _concern_not_on_track(src, concern_id, year, max(known_years, default=year)),
@@ -362,7 +366,8 @@ def location_context(concern_id: str, concern_name: str,
                      location: dict, locations: list[dict], units: ConcernUnits, rules: Rules,
                      export_date: dt.date | None, run: dict, benchmark_rows: list[dict],
                      breakdown_rows: list[dict], year: str | None,
-                     not_on_track: dict[tuple[str, str], dict] | None = None) -> dict:
+                     not_on_track: dict[tuple[str, str], dict] | None = None,
+                     casemix_rows: list[dict] | None = None) -> dict:
     loc_id = location["location_id"]
     names = {l["location_id"]: l["location_name"] for l in locations}
     indicator_rows, too_few = [], []
@@ -440,6 +445,8 @@ def location_context(concern_id: str, concern_name: str,
                         "centre": rules.fmt(indicator, centre)})
 
     breakdowns = _breakdown_tables(breakdown_rows, concern_id, loc_id, rules)
+    adjusted = casemix_tables(casemix_rows or [], names, rules, concern_id=concern_id,
+                              concern_label=f"{concern_name} (organisatie)", highlight=loc_id, year=year)
 
     return {
         "title": f"Kwaliteitsrapport vestiging: {location['location_name']}",
@@ -455,7 +462,7 @@ def location_context(concern_id: str, concern_name: str,
                      {"label": f"{concern_name} (organisatie)",
                       "cell": not_on_track_summary((not_on_track or {}).get(("concern", concern_id)), rules)}]},
         "funnel_year": year, "indicator_rows": indicator_rows, "too_few": too_few, "target_rows": target_rows,
-        "trend_charts": trend_charts, "funnels": funnels, "breakdowns": breakdowns,
+        "trend_charts": trend_charts, "funnels": funnels, "breakdowns": breakdowns, "adjusted": adjusted,
         "locations": [{"id": l["location_id"], "name": l["location_name"]} for l in locations],
         "rules": {"min_n": rules.min_n, "min_count": rules.min_count},
         "run": run,
@@ -469,6 +476,68 @@ def _nothing_shown(indicator: str, cells: list[dict], rules: Rules) -> bool:
     if indicator in rules.indicators.counts or indicator in rules.targets or indicator in rules.indicators.charted:
         return False
     return all(c[side]["text"] in (SUPPRESSED_MARK, EMPTY) for c in cells for side in ("unit", "org"))
+
+
+CASEMIX_INDICATORS = ("mean_improvement", "pct_recovered", "pct_deteriorated")
+
+
+def casemix_position(row: dict) -> str:
+    """Where observed - expected lies against its funnel limits (as the SQL flagged it)."""
+    if row.get("outside_998"):
+        return ("beter" if row["difference"] > 0 else "slechter") + " dan verwacht (buiten 99.8%-grenzen)"
+    if row.get("outside_95"):
+        return ("beter" if row["difference"] > 0 else "slechter") + " dan verwacht (buiten 95%-grenzen)"
+    if row.get("outside_95") is False:
+        return "zoals verwacht (binnen de grenzen)"
+    return EMPTY
+
+
+def casemix_tables(rows: list[dict], names: dict[str, str], rules: Rules, *, concern_id: str,
+                   concern_label: str, highlight: str | None = None, year: str | None = None) -> list[dict]:
+    """Observed against expected per indicator: the organisation first, then its locations by name; a chart
+    of the differences with their intervals. Suppressed figures show the mark only (flag from SQL)."""
+    by_key = {(r["level"], r["unit_id"], r["indicator"]): r for r in rows}
+    location_ids = sorted({r["unit_id"] for r in rows if r["level"] == "location"},
+                          key=lambda u: (names.get(u, u).casefold(), u))
+    units = [("concern", concern_id, concern_label)] + [("location", u, f"{names.get(u, u)} ({u})")
+                                                       for u in location_ids]
+    tables = []
+    for indicator in CASEMIX_INDICATORS:
+        if indicator not in rules.indicators.labels or not any(k[2] == indicator for k in by_key):
+            continue
+        label = rules.indicators.labels[indicator]
+        table, points = [], []
+        for level, unit, name in units:
+            r = by_key.get((level, unit, indicator))
+            if r is None:
+                continue
+            hidden = _is_suppressed(r) or r.get("difference") is None
+            table.append({
+                "name": name, "this": unit == highlight, "org": level == "concern",
+                "n": fmt_n(r["n"], rules.min_count),
+                "observed": SUPPRESSED_MARK if hidden else rules.fmt(indicator, r["observed"]),
+                "expected": SUPPRESSED_MARK if hidden else rules.fmt(indicator, r["expected"]),
+                "difference": SUPPRESSED_MARK if hidden else fmt_signed(r["difference"], indicator, rules),
+                "interval": EMPTY if hidden else f"{fmt_signed(r['ci_low'], indicator, rules)} – "
+                                                 f"{fmt_signed(r['ci_high'], indicator, rules)}",
+                "position": EMPTY if hidden else casemix_position(r),
+                "cls": "suppressed" if hidden else "",
+                "title": rules.suppressed_title(r) if _is_suppressed(r) else ""})
+            if not hidden:
+                points.append(charts.DifferencePoint(name, r["difference"], r["ci_low"], r["ci_high"],
+                                                     unit == highlight))
+        svg = charts.difference_chart(points, title=f"{label}: geobserveerd − verwacht{', ' + year if year else ''}",
+                                      percent=indicator in rules.indicators.percent) if points else None
+        tables.append({"title": label, "rows": table, "img": charts.data_uri(svg) if svg else None})
+    return tables
+
+
+def fmt_signed(value, indicator: str, rules: Rules) -> str:
+    """A difference with its sign (+3,2 / −1,5), in the indicator's unit."""
+    if value is None:
+        return EMPTY
+    text = rules.fmt(indicator, abs(value))
+    return ("+" if value > 0 else "−" if value < 0 else "") + text
 
 
 def _breakdown_tables(rows: list[dict], concern_id: str, loc_id: str, rules: Rules) -> list[dict]:

@@ -105,6 +105,15 @@ FIGURE_SOURCES = [
     # export date, one figure per location and concern (n = the open episodes judged).
     FigureSource("marts.not_on_track_counts", figure="'n_flagged'", level="level", unit_id="unit_id",
                  period="year(as_of)::VARCHAR", value="n_flagged", n="n_judged", suppressed="suppressed"),
+    # Case-mix adjusted figures (value = observed - expected), and the models behind them: every
+    # run's coefficients stay in the trail although marts.casemix_models is rebuilt each run.
+    FigureSource("marts.casemix_adjusted", figure="indicator", aggregation="'casemix_adjusted'", level="level",
+                 unit_id="unit_id", period_type="period_type", period="period", value="difference", n="n",
+                 suppressed="suppressed"),
+    FigureSource("marts.casemix_models", figure="model || ':' || coalesce(equation, '') || ':' || term",
+                 aggregation="model_id", level="left_out_level",
+                 unit_id="coalesce(left_out_location_id, left_out_concerns)", period_type="NULL", period="NULL",
+                 value="estimate", n="n_obs"),
 ]
 
 
@@ -210,6 +219,8 @@ def _canonical_hash(con, table: str) -> str:
                        "AND schema_name = ? AND table_name = ? ORDER BY column_index", [schema, name]).fetchall()
     fields = []
     for col, typ in cols:
+        if col == "run_id":  # the run that made the row (marts.casemix_models), not part of the figure
+            continue
         value = f't."{col}"'
         if typ in ("DOUBLE", "FLOAT", "REAL") or typ.startswith("DECIMAL"):
             rounded = f"round({value}::DOUBLE, {COMPARE_DECIMALS})"

@@ -128,6 +128,10 @@ def test_the_rendered_package_shows_both_flags(pages):
     cells = {r[0][0]: (r[1][0], r[2][0]) for r in mix[0][1:]}
     anxiety = labels.label(labels.CATEGORIES, "anxiety")
     assert cells[anxiety] == ("50,0%", "17,2%")
+    bands = [t for t in html_tables(t2) if t[0][0][0].startswith("Ernst bij aanvang")][0]
+    assert {r[0][0]: r[1][0] for r in bands[1:]} == {"200-249": "0,0%", ">=250": "100,0%"}  # none of T2's: 0%
+    # 3 of T2's 10 from a specialist: shown to the manager, marked as a count that shared figures hide
+    assert "30,0%*" in t2 and "onderdrukt: het cijfer zou een aantal kleiner dan 5 prijsgeven (in gedeelde cijfers)" in t2
     # the index: a flags column linking to the review section
     index = html_tables(pages["index"])[0]
     assert index[0][-1][0] == "caseloadbespreking"

@@ -728,7 +728,7 @@ def _share_cell(row: dict | None, rules: Rules, manager: bool) -> dict:
     mark = "*" if row["suppressed"] else ""
     return {"text": fmt_pct(row["share"]) + mark, "n": f"n = {row['n']}" if manager else n_label(row["n"], rules.min_count),
             "cls": "unreliable" if row["suppressed"] else "",
-            "title": f"onbetrouwbaar: minder dan {rules.min_n} trajecten" if row["suppressed"] else ""}
+            "title": rules.suppressed_title(row) + " (in gedeelde cijfers)" if row["suppressed"] else ""}
 
 
 def caseload_review(therapist: dict, review_rows: list[dict], casemix_rows: list[dict], bench: dict[tuple, dict],
@@ -738,6 +738,7 @@ def caseload_review(therapist: dict, review_rows: list[dict], casemix_rows: list
     (flagged *, the manager's own view); the location's as published (suppressed cells show the mark)."""
     tid, loc = therapist["therapist_id"], therapist["location_id"]
     index = {(r["level"], r["unit_id"], r["dimension"], r["category"]): r for r in review_rows if r["period"] == year}
+    own_total = index.get(("therapist", tid, "total", "all"))
     mix = []
     for dimension, dim_label in labels.BREAKDOWN_DIMENSIONS:
         if dimension not in CASELOAD_DIMENSIONS:
@@ -748,7 +749,9 @@ def caseload_review(therapist: dict, review_rows: list[dict], casemix_rows: list
         if categories:
             mix.append({"dimension": dim_label, "rows": [
                 {"category": labels.label(labels.CATEGORIES, c),
-                 "own": _share_cell(index.get(("therapist", tid, dimension, c)), rules, manager=True),
+                 "own": _share_cell(index.get(("therapist", tid, dimension, c)), rules, manager=True)
+                 if ("therapist", tid, dimension, c) in index or own_total is None else {
+                     "text": fmt_pct(0), "n": "n = 0", "cls": "", "title": ""},  # none of the therapist's episodes
                  "location": _share_cell(index.get(("location", loc, dimension, c)), rules, manager=False)}
                 for c in categories]})
     adjusted = []

@@ -686,7 +686,7 @@ def manager_overview(therapists: list[dict], bench: dict[tuple, dict], counts: d
 CASELOAD_DIMENSIONS = ("diagnosis_group", "baseline_severity", "referrer", "care_type")
 # Seed 000: when a therapist stays under target, manager and therapist go through the whole caseload.
 UNDER_TARGET_CHECKLIST = [
-    "de diagnoses van de patiënten in de caseload (zie de verdeling hiernaast, naast die van de vestiging)",
+    "de diagnoses van de patiënten in de caseload (zie de verdeling hieronder, naast die van de vestiging)",
     "behandelen volgens protocol",
     "patiënten die van andere behandelaars zijn overgedragen (de ROM-export kent geen veld voor een "
     "overdracht: dit blijkt niet uit deze cijfers en moet in het gesprek worden nagegaan)",

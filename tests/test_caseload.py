@@ -37,10 +37,11 @@ def work(tmp_path_factory):
         s.therapist("C1", t, "L1")
     for i in range(10):  # T1: all at 100%; depression, GP
         s.scored_episode("C1", f"A{i}", 200, 100, therapist_id="T1")
-    for i in range(10):  # T2: all at 50%; 5 anxiety + 5 depression, 7 GP + 3 specialist
+    for i in range(10):  # T2: all at 50%; 5 anxiety + 5 depression, 7 GP + 3 specialist, 6 specialised + 4 unknown
         s.scored_episode("C1", f"B{i}", 258, 188, therapist_id="T2",
                          diagnosis_group="anxiety" if i < 5 else "depression",
-                         referrer="gp" if i < 7 else "specialist")
+                         referrer="gp" if i < 7 else "specialist",
+                         care_type="specialised" if i < 6 else None)
     for i in range(9):  # T3: all at 100% but one episode short of min_n
         s.scored_episode("C1", f"C{i}", 200, 100, therapist_id="T3")
     for model in MODELS:
@@ -76,6 +77,17 @@ def test_case_mix_shares_by_hand(work):
     assert (spec["share"], spec["suppression_reason"]) == (30.0, "small_count")
     assert index[("location", "L1", "diagnosis_group", "depression")]["share"] == pytest.approx(100 * 24 / 29)
     assert index[("location", "L1", "baseline_severity", ">=250")]["share"] == pytest.approx(100 * 10 / 29)
+    # L1's referrers: gp 26, specialist 3 of 29: 3 is a small count, and its complement 26 hides gp too
+    assert [index[("location", "L1", "referrer", c)]["suppression_reason"] for c in ("gp", "specialist")] \
+        == ["small_count", "small_count"]
+    # L1's severity bands: 200-249 19, >=250 10: both shown; diagnosis depression 24, anxiety 5: shown
+    assert not any(index[("location", "L1", d, c)]["suppressed"] for d, c in (
+        ("baseline_severity", "200-249"), ("baseline_severity", ">=250"), ("diagnosis_group", "anxiety")))
+    # L1's care types: basic 19, specialised 6, unknown 4: 4 is a small count; with the total shown it would
+    # follow from 29 - 19 - 6, so the smallest shown category (specialised, 6) is hidden too
+    assert {c: index[("location", "L1", "care_type", c)]["suppression_reason"]
+            for c in ("basic", "specialised", "unknown")} == {"basic": None, "specialised": "complementary",
+                                                              "unknown": "small_count"}
     # T3 rests on 9 closed episodes: every share suppressed by the small-number rule
     assert index[("therapist", "T3", "diagnosis_group", "depression")]["suppression_reason"] == "n_below_min_n"
 

@@ -13,7 +13,8 @@
 --               one of them has pct_improvement = 100. This column is the flag's one
 --               definition (docs/outcome-rules.md s13).
 -- Suppression: a share rests on the unit's n (small_number_reason) and its count
--- (small_count_reason), the rules every published figure follows. Therapist rows
+-- (small_count_reason), the rules every published figure follows, and a dimension's
+-- one hidden category takes its smallest shown sibling with it ('complementary'). Therapist rows
 -- never leave the work database unless the deployment publishes therapist level.
 WITH
 closed AS (
@@ -70,7 +71,7 @@ categories AS (
     GROUP BY concern_id, level, unit_id, period, d.dimension, d.category
 ),
 
-rows_ AS (
+own_reasons AS (
     SELECT
         c.concern_id, c.level, c.unit_id, t.location_id, c.period, c.dimension, c.category,
         c.n, t.n_unit, 100.0 * c.n / t.n_unit AS share,
@@ -88,6 +89,28 @@ rows_ AS (
              THEN n_complete >= getvariable('min_n') AND n_complete_at_100 = n_complete END AS all_complete_at_100,
         small_number_reason(n_unit) AS suppression_reason
     FROM unit_totals
+),
+
+rows_ AS (
+    -- Complementary suppression (as marts.indicator_aggregates over a breakdown's categories): a
+    -- unit's shown total with exactly one hidden category would give that category back by
+    -- subtraction, so the smallest shown category of the dimension is hidden too.
+    SELECT
+        r.* EXCLUDE (hidden_parts, smallest_shown) REPLACE (coalesce(r.suppression_reason, CASE
+            WHEN r.dimension <> 'total' AND r.hidden_parts = 1 AND r.smallest_shown = 1
+             AND total.suppression_reason IS NULL
+            THEN 'complementary' END) AS suppression_reason)
+    FROM (
+        SELECT
+            *,
+            count(*) FILTER (WHERE suppression_reason IS NOT NULL) OVER categories AS hidden_parts,
+            row_number() OVER (categories ORDER BY suppression_reason IS NOT NULL, n, category) AS smallest_shown
+        FROM own_reasons
+        WINDOW categories AS (PARTITION BY concern_id, level, unit_id, period, dimension)
+    ) AS r
+    LEFT JOIN own_reasons AS total
+      ON total.dimension = 'total' AND total.concern_id = r.concern_id AND total.level = r.level
+     AND total.unit_id = r.unit_id AND total.period = r.period
 )
 
 SELECT

@@ -38,6 +38,8 @@ DDL = [
     # set by ingest (issue 10, items 6 and 7); added to work databases from before
     "ALTER TABLE audit.runs ADD COLUMN IF NOT EXISTS missing_concerns VARCHAR",
     "ALTER TABLE audit.runs ADD COLUMN IF NOT EXISTS key_fingerprint VARCHAR",
+    # set by publish: what an incremental publish must find unchanged (rom_pipeline.lib.fingerprint.publish_settings)
+    "ALTER TABLE audit.runs ADD COLUMN IF NOT EXISTS publish_settings VARCHAR",
     """CREATE TABLE IF NOT EXISTS audit.run_inputs (
         run_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, concern_id VARCHAR, delivery_id VARCHAR NOT NULL,
         export_id VARCHAR, exported_at TIMESTAMPTZ, manifest_sha256 VARCHAR, file_name VARCHAR NOT NULL,
@@ -420,13 +422,16 @@ def publishing(con, run_id: str, refresh: str | None = None, concerns: list[str]
     _run_seq(con, run_id)
     if con.execute("SELECT figures_new IS NULL FROM audit.runs WHERE run_id = ?", [run_id]).fetchone()[0]:
         record_trail(con, run_id, sql_context)  # a partial run that skipped the audit-trail step: nothing published untraced
+    from rom_pipeline.lib.fingerprint import publish_settings
+
     finished_at = con.execute("SELECT now()").fetchone()[0]
-    values = [finished_at, refresh, json.dumps(concerns) if concerns is not None else None, run_id]
+    values = [finished_at, refresh, json.dumps(concerns) if concerns is not None else None,
+              json.dumps(publish_settings(), sort_keys=True), run_id]
 
     def mark_published(connection, database: str | None = None) -> None:
         table = f"{database}.audit.runs" if database else "audit.runs"
         connection.execute(f"UPDATE {table} SET status = 'published', finished_at = ?, refresh = ?, "
-                           "concerns_recomputed = ? WHERE run_id = ?", values)
+                           "concerns_recomputed = ?, publish_settings = ? WHERE run_id = ?", values)
 
     try:
         yield mark_published

@@ -26,7 +26,6 @@ made again from the published warehouse, which the run does without recomputing 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,8 +198,10 @@ def verdict(export_root: Path, data_dir: Path, parameters_sha256: str, *, full_r
 
 
 def pdf_wanted() -> bool:
-    """As the reports asset decides (ROM_REPORTS_PDF), without importing Dagster definitions."""
-    return os.environ.get("ROM_REPORTS_PDF", "1").strip().lower() not in ("0", "false", "no", "off")
+    """As the reports asset decides, without importing the Dagster definitions."""
+    from rom_pipeline.reports.build import pdf_switched_on
+
+    return pdf_switched_on()
 
 
 def record_quiet_run(work_db: Path, run_id: str, published_run_id: str, trigger: str = "manual") -> int:

@@ -55,6 +55,14 @@ PAGES_MANIFEST = ".pages.json"
 BUILT_FROM = ".built_from.json"  # the published run, rendering code and PDF setting of a version
 
 
+PDF_ENV = "ROM_REPORTS_PDF"  # "0" / "false" / "no" / "off" switch the PDFs off (e.g. in test runs)
+
+
+def pdf_switched_on() -> bool:
+    """The deployment's PDF switch (ROM_REPORTS_PDF), read by the reports asset and by a quiet night."""
+    return os.environ.get(PDF_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def code_version() -> str:
     """Hash of the rendering code, templates and stylesheet: a change to any of them renders every page again."""
     digest = hashlib.sha256()

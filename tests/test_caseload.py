@@ -149,3 +149,57 @@ def test_the_rendered_package_shows_both_flags(pages):
     assert index[0][-1][0] == "caseloadbespreking"
     flags = {r[0][0].split(" ")[1]: r[-1][0] for r in index[1:]}
     assert flags == {"T1": "gesprek: caseload mogelijk te licht", "T2": "bespreken: hele caseload doornemen", "T3": ""}
+
+
+# --- rom-pipeline explain --table marts.caseload_review, on the same concern (work database) ---
+
+def _explain_caseload(work, **figure):
+    from rom_pipeline.explain import explain, open_database
+
+    con = open_database(str(work), work.parent)
+    try:
+        return explain(con, table="marts.caseload_review", concern="C1", period_type="year",
+                       **{"level": "therapist", "period": "2025", "indicator": None, **figure})
+    finally:
+        con.close()
+
+
+def test_explain_reproduces_t1s_flag_and_t2s_shares_from_the_episodes(work):
+    t1 = _explain_caseload(work, unit="T1", indicator="total")
+    # T1: 10 closed episodes A0..A9, all complete at 100% (pre 200, post 100 <= norm 118), min_n 10 -> TRUE
+    assert [e["episode_id"] for e in t1["episodes"]] == [f"A{i}" for i in range(10)]
+    assert {e["pct_improvement"] for e in t1["episodes"]} == {100}
+    assert t1["flag"] == {"n_complete": 10, "n_complete_at_100": 10, "all_complete_at_100": True, "min_n": 10}
+    assert t1["reproduced"]["flag"] == {"n_complete": 10, "n_complete_at_100": 10, "min_n": 10,
+                                        "all_complete_at_100": True, "matches": True}
+    assert t1["parameters"] == {"min_n": 10, "min_count_published": 5}
+    assert "client" not in str(t1["episodes"][0].keys())
+    # T2's referrers: gp 7 (70%), specialist 3 (30%): 3 < 5 is a small count, and gp's complement 10 - 7 = 3 too
+    t2 = _explain_caseload(work, unit="T2", indicator="referrer")
+    rows = {r["category"]: (r["n"], r["n_unit"], r["share"], r["suppression_reason"]) for r in t2["reproduced"]["rows"]}
+    assert rows == {"gp": (7, 10, 70.0, "small_count"), "specialist": (3, 10, 30.0, "small_count")}
+    assert t2["reproduced"]["matches"] is True
+    assert t2["reproduced"]["flag"]["all_complete_at_100"] is False  # 0 of 10 at 100%
+    one = _explain_caseload(work, unit="T2", indicator="diagnosis_group", category="anxiety")
+    assert [(r["n"], r["share"], r["suppressed"]) for r in one["rows"]] == [(5, 50.0, False)]
+    # L1's care types: basic 19, specialised 6, unknown 4 of 29: unknown small, specialised complementary
+    loc = _explain_caseload(work, level="location", unit="L1", indicator="care_type")
+    assert {r["category"]: r["suppression_reason"] for r in loc["reproduced"]["rows"]} == {
+        "basic": None, "specialised": "complementary", "unknown": "small_count"}
+    assert len(loc["episodes"]) == 29 and loc["flag"] is None and loc["reproduced"]["matches"] is True
+
+
+def test_explain_caseload_errors_list_the_valid_values(work, capsys):
+    from rom_pipeline.cli import main
+    from rom_pipeline.explain import ExplainError
+
+    with pytest.raises(ExplainError, match="its therapists are: T1, T2, T3"):
+        _explain_caseload(work, unit="T9")
+    with pytest.raises(ExplainError, match="its years .* are: 2025"):
+        _explain_caseload(work, unit="T1", period="2024")
+    with pytest.raises(ExplainError, match="one of: diagnosis_group, baseline_severity, referrer, care_type, total"):
+        _explain_caseload(work, unit="T1", indicator="age")
+    assert main(["explain", "--table", "marts.caseload_review", "--concern", "C1", "--level", "therapist",
+                 "--unit", "T1", "--period", "2025", "--db", str(work), "--data-dir", str(work.parent)]) == 0
+    text = capsys.readouterr().out
+    assert "all_complete_at_100 = True" in text and "A9" in text and "DOES NOT MATCH" not in text

@@ -13,6 +13,10 @@ every run's version, so a figure of an earlier night is explained as it was publ
 then, even after later deliveries changed it. By default it reads the published
 warehouse (read-only, safe while the pipeline runs); ``--db work`` reads the pipeline's
 work database instead (all levels, but only when no run is writing it).
+
+``--table marts.caseload_review`` (``--concern C --level therapist|location --unit ID --period YEAR``, optionally
+``--indicator <dimension>`` and ``--category``) explains the caseload review's case-mix shares and "all 100%" flag
+as the latest run left them; with ``--db work`` from the episodes behind them (rom_pipeline/explain_caseload.py).
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from pathlib import Path
 import duckdb
 
 from rom_pipeline.explain_benchmarks import explain_benchmark, render_benchmark_text
+from rom_pipeline.explain_caseload import CASELOAD_TABLE, explain_caseload, render_caseload_text
 from rom_pipeline.explain_feedback import explain_not_on_track, render_not_on_track_text
 from rom_pipeline.explain_casemix import explain_casemix, render_casemix_text
 from rom_pipeline.indicators import CatalogueError, Indicator, parse_catalogue
@@ -307,8 +312,11 @@ def _parameters(run: dict, indicator: Indicator | None) -> dict:
 
 def explain(con, *, table: str, concern: str | None, level: str | None, unit: str | None,
             period_type: str | None, period: str | None, indicator: str, aggregation: str | None = None,
-            run: str | None = None) -> dict:
+            run: str | None = None, category: str | None = None) -> dict:
     """Everything an auditor needs about one published figure, as a dict (see the module doc)."""
+    if table == CASELOAD_TABLE:
+        return explain_caseload_table(con, concern=concern, level=level, unit=unit, period=period,
+                                      dimension=indicator, category=category, run=run)
     if table == "marts.indicators" and aggregation is None:
         aggregation = "episodes"
     if table in ("marts.concern_benchmark", "marts.concern_summary") and aggregation is None:
@@ -444,6 +452,26 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
     return out
 
 
+def explain_caseload_table(con, *, concern: str | None, level: str | None, unit: str | None, period: str | None,
+                           dimension: str | None, category: str | None, run: str | None) -> dict:
+    """marts.caseload_review: rebuilt every run and not versioned in the audit trail, so only the latest run's
+    rows are explained. The work database (it holds config.applied_parameters, which is never published) has
+    the therapist rows and the episodes behind them."""
+    has_runs = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'audit' "
+                           "AND table_name = 'runs'").fetchone()[0] > 0
+    latest = resolve_run(con, None) if has_runs else None
+    if run is not None and (latest is None or resolve_run(con, run)["run_id"] != latest["run_id"]):
+        raise ExplainError(f"{CASELOAD_TABLE} is rebuilt every run and not kept in the audit trail: only the latest "
+                           f"published run{' (' + latest['run_id'] + ')' if latest else ''} can be explained")
+    work = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'config' "
+                       "AND table_name = 'applied_parameters'").fetchone()[0] > 0
+    doc = explain_caseload(con, concern=concern, level=level, unit=unit, period=period, dimension=dimension,
+                           category=category, work=work, error=ExplainError)
+    doc["run"] = {k: latest[k] for k in ("run_id", "run_seq", "status", "trigger", "started_at", "finished_at",
+                                         "code_version", "git_commit")} if latest else None
+    return doc
+
+
 def _fmt(value) -> str:
     if value is None:
         return "-"
@@ -473,6 +501,12 @@ def _suppressed_text(doc: dict) -> str:
 
 def render_text(doc: dict) -> str:
     f, run = doc["figure"], doc["run"]
+    if f["table"] == CASELOAD_TABLE:
+        lines = render_caseload_text(doc, _fmt)
+        if run:
+            lines.insert(1, f"Run      {run['run_id']} (run {run['run_seq']}, {run['status']}, finished "
+                            f"{run['finished_at']}; code {run['code_version']})")
+        return "\n".join(lines)
     lines = [
         f"Figure   {f['table']}: {f['indicator']} ({f['aggregation'] or '-'}) for {f['level']} {f['unit_id']}"
         f"{' of concern ' + f['concern_id'] if f['concern_id'] and f['level'] != 'concern' else ''}, "
@@ -561,14 +595,22 @@ def render_text(doc: dict) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--table", default="marts.indicators", help="published table (default marts.indicators)")
+    parser.add_argument("--table", default="marts.indicators",
+                        help="published table (default marts.indicators; also marts.internal_benchmark, "
+                             "marts.financial_ratios, marts.concern_benchmark, marts.concern_summary, "
+                             "marts.casemix_adjusted, marts.not_on_track_counts, marts.caseload_review)")
     parser.add_argument("--concern", help="concern id (omit for level all)")
     parser.add_argument("--level", choices=["therapist", "location", "concern", "all"], default="concern")
     parser.add_argument("--unit", help="therapist, location or concern id (default: the concern)")
     parser.add_argument("--period-type", choices=["month", "quarter", "year"], default="year")
     parser.add_argument("--period", required=True, help="e.g. 2025-07, 2025-Q3, 2025 (marts.not_on_track_counts: "
-                                                        "the year of the export date)")
-    parser.add_argument("--indicator", required=True, help="indicator (or ratio / benchmark indicator id)")
+                                                        "the year of the export date; marts.caseload_review: the "
+                                                        "year by episode end date)")
+    parser.add_argument("--indicator", help="indicator (or ratio / benchmark indicator id); required except for "
+                                            "marts.caseload_review, where it is a dimension: diagnosis_group, "
+                                            "baseline_severity, referrer, care_type or total (default all)")
+    parser.add_argument("--category", help="marts.caseload_review: one category of the --indicator dimension, "
+                                           "e.g. depression")
     parser.add_argument("--aggregation", help="episodes (default for indicators) or mean_of_locations; the peer "
                                               "group for benchmarks")
     parser.add_argument("--run", help="run id (or a unique prefix); default: the latest published run")
@@ -580,12 +622,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     unit = args.unit or (args.concern if args.level == "concern" else None)
+    if not args.indicator and args.table != CASELOAD_TABLE:
+        print(f"rom-pipeline explain: --indicator required for --table {args.table}", file=sys.stderr)
+        return 2
     try:
         con = open_database(args.db, Path(args.data_dir) if args.data_dir else None)
         try:
             doc = explain(con, table=args.table, concern=args.concern, level=args.level, unit=unit,
                           period_type=args.period_type, period=args.period, indicator=args.indicator,
-                          aggregation=args.aggregation, run=args.run)
+                          aggregation=args.aggregation, run=args.run, category=args.category)
         finally:
             con.close()
     except ExplainError as exc:

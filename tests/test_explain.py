@@ -169,3 +169,21 @@ def test_a_financial_ratio_and_its_z_can_be_recomputed(tmp_path_factory):
     assert group["z"] == pytest.approx((equity / assets * 100 - mean) / sd) == pytest.approx(published_z)
     assert group["matches"] is True
     assert "SCL90" not in str(doc["parameters"]) and "norm_score" not in doc["parameters"]
+
+
+def test_caseload_review_on_the_warehouse_and_the_work_database(two_nights):
+    # C001 L1 after night 2: closed episodes E1, E2, E3, E4, E6 in 2025 (tests/nights.py); min_n and
+    # min_count_published are 1 there, so the total is shown
+    shared = _explain(two_nights, table="marts.caseload_review", indicator="total", unit="L1")
+    assert shared["parameters"] == {"min_n": 1, "min_count_published": 1}
+    assert [(r["n"], r["n_unit"], r["suppressed"]) for r in shared["rows"]] == [(5, 5, False)]
+    assert shared["episodes"] is None and "--db work" in shared["note"]
+    assert shared["run"]["run_id"] == two_nights.run_ids[1]
+    # therapist rows are not in the shared warehouse: said so, not an error
+    hidden = _explain(two_nights, table="marts.caseload_review", level="therapist", unit="T1", indicator=None)
+    assert hidden["rows"] == [] and "only in the work database" in hidden["note"]
+    work = _explain(two_nights, db="work", table="marts.caseload_review", indicator="total", unit="L1")
+    assert [e["episode_id"] for e in work["episodes"]] == ["E1", "E2", "E3", "E4", "E6"]
+    assert work["reproduced"]["matches"] is True
+    with pytest.raises(ExplainError, match="only the latest published run"):
+        _explain(two_nights, table="marts.caseload_review", unit="L1", run=two_nights.run_ids[0])

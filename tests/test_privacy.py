@@ -295,6 +295,12 @@ def test_the_shared_warehouse_has_no_therapist_level_results(scanned):
     work = duckdb.connect(str(scanned["data"] / "work.duckdb"), read_only=True)
     assert work.execute("SELECT count(*) FROM marts.indicators WHERE level = 'therapist'").fetchone()[0] > 0
     assert work.execute("SELECT count(*) FROM marts.casemix_adjusted WHERE level = 'therapist'").fetchone()[0] > 0
+    # the caseload review (issue 12 part 5): therapist rows and the "all 100%" flag in the work database only
+    assert "marts.caseload_review" in with_level
+    assert con.execute("SELECT count(all_complete_at_100) FROM marts.caseload_review").fetchone()[0] == 0
+    assert work.execute("SELECT count(all_complete_at_100) FROM marts.caseload_review "
+                        "WHERE level = 'therapist'").fetchone()[0] > 0
+    assert not (scanned["data"] / "csv" / "marts.caseload_review.csv").exists()  # analysts only
     csv = (scanned["data"] / "csv" / "marts.casemix_adjusted.csv").read_text()
     assert csv and ",therapist," not in csv  # the CSV export: no therapist row
     reports = scanned["data"] / "reports"

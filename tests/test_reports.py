@@ -822,3 +822,53 @@ def test_shared_location_report_shows_the_published_count_only(built):
         cells = row(section, names[(concern_id, location_id)])
         assert cells[2][0] == ("–" if suppressed else fmt_count(n_flagged)), (page, cells)
         assert cells[1][0] == (f"<5" if n_judged is None else fmt_count(n_judged))
+
+
+def test_the_caseload_review_is_in_the_manager_packages_only(built):
+    """Issue 12 part 5: each package index has a caseload-review column whose flags are exactly those of its
+    therapists by ground truth read from the episodes and figures (not from marts.caseload_review): under a
+    catalogue target in the package's year on at least min_n episodes, and all of at least min_n complete
+    episodes at 100% improvement. Neither flag, nor any therapist row, reaches the shared reports, the
+    published warehouse or the CSV export."""
+    con = built.work()
+    min_n = int(float(dict(con.execute("SELECT name, value FROM config.parameters").fetchall())["min_n"]))
+    under = {(c, t, y) for c, t, y in con.execute("""
+        SELECT i.concern_id, i.unit_id, i.period FROM marts.indicators AS i
+        JOIN config.indicator_catalogue AS k ON k.indicator = i.indicator AND k.target IS NOT NULL
+        WHERE i.level = 'therapist' AND i.period_type = 'year' AND i.aggregation = 'episodes'
+          AND NOT i.target_met AND i.n >= ?""", [min_n]).fetchall()}
+    all_100 = {(c, t, y) for c, t, y in con.execute("""
+        SELECT concern_id, therapist_id, strftime(end_date, '%Y') FROM marts.episode_outcomes
+        WHERE is_closed AND has_complete_scores
+        GROUP BY ALL HAVING count(*) >= ? AND bool_and(pct_improvement = 100)""", [min_n]).fetchall()}
+    con.close()
+    seen_under = 0
+    for concern_id, location_id, _ in _locations(built):
+        index = built.root / "managers" / f"{concern_id}-{location_id}" / "index.html"
+        html = index.read_text(encoding="utf-8")
+        year = re.search(r"Behandelaars van deze vestiging, (\d{4})", html)
+        tabs = tables(index)
+        therapist_table = [t for t in tabs if t and t[0][0][0] == "Behandelaar"][0]
+        assert therapist_table[0][-1][0] == "caseloadbespreking"
+        for r in therapist_table[1:]:
+            tid = r[0][0].split(" ")[1]
+            flags = r[-1][0]
+            key = (concern_id, tid, year.group(1) if year else None)
+            assert ("bespreken: hele caseload doornemen" in flags) == (key in under), key
+            assert ("gesprek: caseload mogelijk te licht" in flags) == (key in all_100), key
+            seen_under += key in under
+            page = index.with_name(f"behandelaar-{tid}.html").read_text(encoding="utf-8")
+            assert "Caseloadbespreking" in page and 'href="niet-op-koers.html"' in page
+            if key in under:
+                assert "geen veld voor een overdracht" in page and "supervisie" in page
+    assert seen_under, "a generated therapist under target"
+    for path in (built.root / "shared").rglob("*.html"):
+        text = path.read_text(encoding="utf-8").casefold()
+        for phrase in ("caseloadbespreking", "hele caseload doornemen", "caseload mogelijk te licht"):
+            assert phrase not in text, (path, phrase)
+    wh = built.warehouse()
+    assert wh.execute("SELECT count(*) FROM marts.caseload_review").fetchone()[0] > 0
+    assert wh.execute("SELECT count(*) FROM marts.caseload_review WHERE level = 'therapist' "
+                      "OR all_complete_at_100 IS NOT NULL OR n_complete IS NOT NULL").fetchone()[0] == 0
+    wh.close()
+    assert not list(built.data_dir.rglob("marts.caseload_review.csv"))  # analysts only: no CSV

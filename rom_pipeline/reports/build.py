@@ -349,6 +349,8 @@ def _concern_locations_task(common: _Common, src, work, concern_id: str) -> tupl
     bench = {(r["unit_id"], r["period_type"], r["period"], r["indicator"]): r
              for r in work.therapist_benchmark(concern_id)}
     counts = {(r["unit_id"], r["period_type"], r["period"]): r["n"] for r in work.therapist_counts(concern_id)}
+    review_rows = work.caseload_review(concern_id)  # the caseload review: manager packages only
+    therapist_casemix = work.therapist_casemix(concern_id)
 
     entries, packages, manager_files = [], [], 0
     for loc in locations:
@@ -368,15 +370,20 @@ def _concern_locations_task(common: _Common, src, work, concern_id: str) -> tupl
         _write(package / "vestiging.html", html)
         own = [t for t in therapists if t["location_id"] == loc["location_id"]]
         location_view = {"id": loc["location_id"], "name": loc["location_name"]}
-        for t in own:
-            page = views.therapist_context(t, own, bench, counts, units, units.years, units.quarters, year,
-                                           rules, location_view, concern, export_date, common.run)
-            _write(package / f"behandelaar-{views.safe_name(t['therapist_id'])}.html", render("therapist.html", **page))
-            files.append(f"managers/{base}/behandelaar-{views.safe_name(t['therapist_id'])}.html")
-        # Open episodes not on track (docs/feedback.md): this location's, per therapist, episode ids only.
         # An episode belongs to the manager of its therapist's location (seed 000), else of its own location.
         home = {t["therapist_id"]: t["location_id"] for t in therapists}
         own_flagged = [e for e in flagged if home.get(e["therapist_id"], e["location_id"]) == loc["location_id"]]
+        review_flags = {}
+        for t in own:
+            page = views.therapist_context(t, own, bench, counts, units, units.years, units.quarters, year,
+                                           rules, location_view, concern, export_date, common.run)
+            page["review"] = views.caseload_review(
+                t, review_rows, therapist_casemix, bench, year, rules,
+                sum(1 for e in own_flagged if e["therapist_id"] == t["therapist_id"]))
+            review_flags[t["therapist_id"]] = views.caseload_flags(page["review"])
+            _write(package / f"behandelaar-{views.safe_name(t['therapist_id'])}.html", render("therapist.html", **page))
+            files.append(f"managers/{base}/behandelaar-{views.safe_name(t['therapist_id'])}.html")
+        # Open episodes not on track (docs/feedback.md): this location's, per therapist, episode ids only.
         own_ids = {e["episode_id"] for e in own_flagged}
         _write(package / "niet-op-koers.html", render("not_on_track.html", **views.not_on_track_context(
             own_flagged, [c for c in courses if c["episode_id"] in own_ids], course_rows, therapists,
@@ -385,7 +392,7 @@ def _concern_locations_task(common: _Common, src, work, concern_id: str) -> tupl
         _write(package / "index.html", render(
             "manager_index.html", title=f"Managerpakket vestiging: {loc['location_name']}",
             location=location_view, concern=concern, year=year, rules=context["rules"], run=common.run,
-            therapists=views.manager_overview(own, bench, counts, year, rules, own_flagged),
+            therapists=views.manager_overview(own, bench, counts, year, rules, own_flagged, review_flags),
             n_flagged=len(own_flagged)))
         packages.append(f"managers/{base}")
         manager_files += len(own) + 3

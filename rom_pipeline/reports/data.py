@@ -338,3 +338,15 @@ class ManagerSource:
         return _rows(self.con, f"""
             SELECT {CASEMIX_COLUMNS} FROM marts.casemix_adjusted
             WHERE concern_id = ? AND level = 'therapist' AND period_type IN ('year', 'quarter')""", [concern_id])
+
+    def caseload_review(self, concern_id: str) -> list[dict]:
+        """The caseload review (marts.caseload_review, docs/reports.md): per therapist and location and year,
+        case-mix shares and, per therapist, the "all complete episodes at 100%" flag. Manager package only."""
+        if not _has_table(self.con, "marts.caseload_review"):
+            return []
+        return _rows(self.con, """
+            SELECT level, unit_id, location_id, period, dimension, category, n, n_unit, share,
+                   coalesce(suppressed, false) AS suppressed, suppression_reason, n_complete, n_complete_at_100,
+                   all_complete_at_100
+            FROM marts.caseload_review
+            WHERE concern_id = ? AND period_type = 'year'""", [concern_id])

@@ -660,7 +660,8 @@ def _manager_z(row: dict | None, indicator: str, rules: Rules) -> dict:
 
 
 def manager_overview(therapists: list[dict], bench: dict[tuple, dict], counts: dict[tuple, int],
-                     year: str | None, rules: Rules, flagged: list[dict] | None = None) -> list[dict]:
+                     year: str | None, rules: Rules, flagged: list[dict] | None = None,
+                     flags: dict[str, list[str]] | None = None) -> list[dict]:
     """The package's overview: one row per therapist; ``flagged``: the location's open episodes not on
     track (the manager's own view: every count is shown, also a small one)."""
     not_on_track = defaultdict(int)
@@ -675,8 +676,110 @@ def manager_overview(therapists: list[dict], bench: dict[tuple, dict], counts: d
             "cells": [manager_cell(i, bench.get((tid, "year", year, i)), rules) for i in rules.indicators.with_target],
             "met": [target_cell(bench.get((tid, "year", year, i)), rules, shared=False) for i in rules.indicators.with_target],
             "not_on_track": fmt_count(not_on_track[tid]),
+            "flags": (flags or {}).get(tid, []),
         })
     return rows
+
+
+# --- manager package: the caseload review (issue 12 part 5, seed 000; docs/reports.md) ---------------
+
+CASELOAD_DIMENSIONS = ("diagnosis_group", "baseline_severity", "referrer", "care_type")
+# Seed 000: when a therapist stays under target, manager and therapist go through the whole caseload.
+UNDER_TARGET_CHECKLIST = [
+    "de diagnoses van de patiënten in de caseload (zie de verdeling hieronder, naast die van de vestiging)",
+    "behandelen volgens protocol",
+    "patiënten die van andere behandelaars zijn overgedragen (de ROM-export kent geen veld voor een "
+    "overdracht: dit blijkt niet uit deze cijfers en moet in het gesprek worden nagegaan)",
+    "de effectiviteit van de supervisie (met de supervisor erbij)",
+]
+UNDER_TARGET_TEXT = "bespreken: hele caseload doornemen"
+ALL_100_TEXT = "gesprek: caseload mogelijk te licht"
+
+
+def under_target(tid: str, bench: dict[tuple, dict], year: str | None, rules: Rules) -> list[dict]:
+    """The targeted indicators whose figure of the therapist in ``year`` (the latest complete year) misses its
+    target (target_met from SQL, targets from the catalogue), on at least min_n episodes: a figure on fewer is
+    unreliable and flags nothing (docs/outcome-rules.md s13)."""
+    missed = []
+    for indicator in rules.indicators.with_target:
+        r = bench.get((tid, "year", year, indicator)) if year else None
+        if r is None or r.get("target_met") is not False or r.get("n") is None or r["n"] < rules.min_n:
+            continue
+        missed.append({"indicator": indicator, "label": rules.indicators.labels[indicator],
+                       "value": rules.fmt(indicator, r["value"]), "target": rules.target_text(indicator),
+                       "n": n_label(r["n"], rules.min_count)})
+    return missed
+
+
+def all_at_100(tid: str, review_rows: list[dict], year: str | None) -> dict | None:
+    """The therapist's 'total' row of marts.caseload_review in ``year`` when its all_complete_at_100 flag
+    (decided in SQL, once) is set."""
+    for r in review_rows:
+        if (r["level"], r["unit_id"], r["period"], r["dimension"]) == ("therapist", tid, year, "total"):
+            return r if r.get("all_complete_at_100") else None
+    return None
+
+
+def _share_cell(row: dict | None, rules: Rules, manager: bool) -> dict:
+    if row is None:
+        return {"text": EMPTY, "n": EMPTY, "cls": "", "title": ""}
+    if row["suppressed"] and not manager:
+        return {"text": SUPPRESSED_MARK, "n": EMPTY, "cls": "suppressed", "title": rules.suppressed_title(row)}
+    mark = "*" if row["suppressed"] else ""
+    return {"text": fmt_pct(row["share"]) + mark, "n": f"n = {row['n']}" if manager else n_label(row["n"], rules.min_count),
+            "cls": "unreliable" if row["suppressed"] else "",
+            "title": rules.suppressed_title(row) + " (in gedeelde cijfers)" if row["suppressed"] else ""}
+
+
+def caseload_review(therapist: dict, review_rows: list[dict], casemix_rows: list[dict], bench: dict[tuple, dict],
+                    year: str | None, rules: Rules, n_not_on_track: int) -> dict:
+    """The review section of a therapist's page: case mix beside the location's, the case-mix adjusted result,
+    open episodes not on track, and the two flags. The therapist's own shares are shown even when small
+    (flagged *, the manager's own view); the location's as published (suppressed cells show the mark)."""
+    tid, loc = therapist["therapist_id"], therapist["location_id"]
+    index = {(r["level"], r["unit_id"], r["dimension"], r["category"]): r for r in review_rows if r["period"] == year}
+    own_total = index.get(("therapist", tid, "total", "all"))
+    mix = []
+    for dimension, dim_label in labels.BREAKDOWN_DIMENSIONS:
+        if dimension not in CASELOAD_DIMENSIONS:
+            continue
+        categories = sorted({c for (lv, u, d, c) in index if d == dimension
+                             and ((lv, u) == ("therapist", tid) or (lv, u) == ("location", loc))},
+                            key=lambda c: labels.category_sort_key(dimension, c))
+        if categories:
+            mix.append({"dimension": dim_label, "rows": [
+                {"category": labels.label(labels.CATEGORIES, c),
+                 "own": _share_cell(index.get(("therapist", tid, dimension, c)), rules, manager=True)
+                 if ("therapist", tid, dimension, c) in index or own_total is None else {
+                     "text": fmt_pct(0), "n": "n = 0", "cls": "", "title": ""},  # none of the therapist's episodes
+                 "location": _share_cell(index.get(("location", loc, dimension, c)), rules, manager=False)}
+                for c in categories]})
+    adjusted = []
+    for r in sorted((r for r in casemix_rows if r["unit_id"] == tid and r["period_type"] == "year"
+                     and r["period"] == year), key=lambda r: CASEMIX_INDICATORS.index(r["indicator"])
+                    if r["indicator"] in CASEMIX_INDICATORS else 99):
+        if r["indicator"] not in rules.indicators.labels or r.get("difference") is None:
+            continue
+        ind = r["indicator"]
+        adjusted.append({"label": rules.indicators.labels[ind], "n": fmt_count(r["n"]),
+                         "observed": rules.fmt(ind, r["observed"]) + ("*" if r["suppressed"] else ""),
+                         "expected": rules.fmt(ind, r["expected"]),
+                         "difference": fmt_signed(r["difference"], ind, rules),
+                         "interval": f"{fmt_signed(r['ci_low'], ind, rules)} – {fmt_signed(r['ci_high'], ind, rules)}",
+                         "position": casemix_position(r),
+                         "cls": "unreliable" if r["suppressed"] else ""})
+    missed = under_target(tid, bench, year, rules)
+    hundred = all_at_100(tid, review_rows, year)
+    return {"year": year, "mix": mix, "adjusted": adjusted, "n_not_on_track": n_not_on_track,
+            "under_target": missed, "under_target_text": UNDER_TARGET_TEXT if missed else None,
+            "checklist": UNDER_TARGET_CHECKLIST if missed else [],
+            "all_100": ({"text": ALL_100_TEXT, "n_complete": hundred["n_complete"]} if hundred else None)}
+
+
+def caseload_flags(review: dict) -> list[str]:
+    """The flags of a review as the package index lists them."""
+    return ([review["under_target_text"]] if review["under_target_text"] else []) + \
+        ([review["all_100"]["text"]] if review["all_100"] else [])
 
 
 def as_run(info) -> dict[str, Any]:

@@ -66,14 +66,19 @@ def run(args: argparse.Namespace) -> int:
     info = {"machine": report.machine(), "commit": report.git_commit(), "started": report.now(),
             "load_before": report.load()}
     fresh_runs_dir(ds)
-    log(f"scenarios: {', '.join(s for s in ORDER if s in args.scenarios)} (runs in {ds.runs})")
-    results = Bench(ds, log).run(args.scenarios)
-    info.update(finished=report.now(), load_after=report.load())
-    text = report.render(ds, summary, results, command, info)
-    print("\n" + text)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = args.json.with_suffix("") if args.json else ds.root / "results" / stamp
-    report.write(path, text, report.as_json(ds, summary, results, command, info))
+    log(f"scenarios: {', '.join(s for s in ORDER if s in args.scenarios)} (runs in {ds.runs}; "
+        f"results so far in {path.with_suffix('.md')})")
+
+    def save(results, finished: bool = False) -> str:
+        info.update(finished=report.now() if finished else "(still running)", load_after=report.load())
+        text = report.render(ds, summary, results, command, info)
+        report.write(path, text, report.as_json(ds, summary, results, command, info))
+        return text
+
+    results = Bench(ds, log, on_result=save).run(args.scenarios)
+    print("\n" + save(results, finished=True))
     print(f"\nresults: {path.with_suffix('.md')} and {path.with_suffix('.json')}")
     return 0 if all(r.ok for r in results) else 1
 

@@ -151,8 +151,9 @@ def _db_bytes(data_dir: Path) -> dict:
 class Bench:
     """Runs the chosen scenarios on one delivery set; ``log`` gets a line as each one ends."""
 
-    def __init__(self, ds: DeliverySet, log=print):
+    def __init__(self, ds: DeliverySet, log=print, on_result=None):
         self.ds, self.log = ds, log
+        self.on_result = on_result or (lambda results: None)  # called with the results so far after each one
         self.exports = ds.runs / "exports"
         self.nightly = ds.runs / "nightly"
         self.labels = stage_labels()
@@ -173,6 +174,7 @@ class Bench:
             result.load_after = ", ".join(f"{x:.1f}" for x in os.getloadavg())
             results.append(result)
             self.log(self.one_line(result))
+            self.on_result(results)
             if name == "full":
                 full_done = result.ok
             if not result.ok:

@@ -119,7 +119,7 @@ def table(results: list[ScenarioResult]) -> str:
             ratios = (f"{m.wall_s / base.measurement.wall_s:.1f}x",
                       f"{m.cpu_s / base.measurement.cpu_s:.1f}x" if base.measurement.cpu_s else "")
         name = x.name + ("" if x.ok else f" (FAILED, exit {m.returncode})") + \
-            (f" (best of {len(x.runs)})" if x.runs else "")
+            (f" (best of {len(x.runs)})" if x.runs else "") + (f" ({x.note})" if x.note else "")
         lines.append(f"| {name} | {m.wall_s:.1f} | {m.cpu_s:.1f} ({m.user_s:.1f}+{m.system_s:.1f}) | "
                      f"{_gib(m.peak_rss_bytes)} | {_gib(m.peak_pss_bytes)} | {_gib(m.peak_temp_bytes)} | "
                      f"{ratios[0]} | {ratios[1]} | {x.load_after} |")
@@ -167,7 +167,7 @@ def as_json(ds, summary: dict, results: list[ScenarioResult], command: str, info
     def scenario(x: ScenarioResult) -> dict:
         m = asdict(x.measurement)
         m.pop("stdout"), m.pop("stderr"), m.pop("extra")
-        out = {"name": x.name, "ok": x.ok, "load_after": x.load_after, **m, "stages": [{**asdict(s), "rate": s.rate} for s in x.stages],
+        out = {"name": x.name, "ok": x.ok, "load_after": x.load_after, "note": x.note, **m, "stages": [{**asdict(s), "rate": s.rate} for s in x.stages],
                "db_bytes": x.db_bytes}
         if x.runs:
             out["repeats"] = [{"wall_s": r.wall_s, "cpu_s": r.cpu_s, "peak_rss_bytes": r.peak_rss_bytes,

@@ -52,6 +52,7 @@ class ScenarioResult:
     data_dir: Path | None = None
     db_bytes: dict = field(default_factory=dict)            # final size of work.duckdb, warehouse.duckdb
     load_after: str = ""                                    # load average (1, 5, 15 min) as it ended
+    note: str = ""                                          # e.g. the code changed while it ran
 
     @property
     def ok(self) -> bool:
@@ -126,6 +127,13 @@ def stage_labels() -> list[str]:
 
 # --- running -------------------------------------------------------------------------------------------
 
+def source_hash() -> str:
+    """The pipeline's source hash as a run would compute it now (a change makes the next night a full rebuild)."""
+    from rom_pipeline.lib.fingerprint import source_sha256
+
+    return source_sha256.__wrapped__()  # not the per-process cached value
+
+
 def _cli() -> list[str]:
     cli = Path(sys.executable).with_name("rom-pipeline")
     return [str(cli)] if cli.exists() else [sys.executable, "-m", "rom_pipeline.cli"]
@@ -160,6 +168,7 @@ class Bench:
 
     def run(self, scenarios: list[str]) -> list[ScenarioResult]:
         link_tree(self.ds.exports, self.exports)
+        source = source_hash()
         results: list[ScenarioResult] = []
         full_done = False
         for name in [s for s in ORDER if s in scenarios]:
@@ -172,6 +181,10 @@ class Bench:
                 full_done = True
             result = getattr(self, "_" + name.replace("-", "_"))()
             result.load_after = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+            if source_hash() != source:  # a later night would rebuild in full for the code change, not its data
+                source = source_hash()
+                result.note = "the pipeline's code changed while it ran: later nights are not comparable"
+                self.log(f"WARNING: {result.note} (rom_pipeline/lib/fingerprint.py, source_sha256)")
             results.append(result)
             self.log(self.one_line(result))
             self.on_result(results)

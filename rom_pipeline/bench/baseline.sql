@@ -172,8 +172,8 @@ FROM episodes AS e
 LEFT JOIN primary_scores AS p ON p.concern_id = e.concern_id AND p.episode_id = e.episode_id
 LEFT JOIN other AS o ON o.concern_id = e.concern_id AND o.episode_id = e.episode_id;
 
--- The default indicators at location and concern level, per month, quarter and year of end_date
--- (every episode weighs the same): n and value as in marts.indicators (a percentage is the mean
+-- Ten indicators of the catalogue (as issue 11 found it; issue 12's later entries are not here) at
+-- location and concern level, per month, quarter and year of end_date (every episode weighs the same): n and value as in marts.indicators (a percentage is the mean
 -- of 0/100 contributions; n counts the episodes in the indicator's population).
 CREATE TABLE indicators AS
 WITH contributions AS (

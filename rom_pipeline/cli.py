@@ -19,6 +19,8 @@ def _run(args: argparse.Namespace) -> int:
         os.environ["ROM_EXPORT_DIR"] = str(Path(args.export_dir).resolve())
     if args.data_dir:
         os.environ["ROM_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    if getattr(args, "full_rebuild", False):
+        os.environ["ROM_FULL_REBUILD"] = "1"  # rom_pipeline.lib.concern_scope.FULL_REBUILD_ENV: this process's run
     from rom_pipeline.run import run_pipeline  # imports Dagster: keep `--help` fast
 
     return run_pipeline(quiet=args.quiet, reports=not args.no_reports, verbose=args.verbose)
@@ -63,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", action="store_true", help="also a line per finished step (`done   <step>`)")
     run.add_argument("--no-reports", action="store_true",
                      help="publish the warehouse and CSV exports, leave $ROM_DATA_DIR/reports as it was (faster)")
+    run.add_argument("--full-rebuild", action="store_true",
+                     help="recompute every concern and publish, even when nothing changed since the last publish "
+                          "(as ROM_FULL_REBUILD=1)")
     run.set_defaults(func=_run)
 
     rekey = commands.add_parser(

@@ -104,6 +104,9 @@ def apply_parameters(con, params: Parameters) -> None:
     con.execute("SET VARIABLE publish_therapist_level = ?", [publish_therapist_level()])
     for macro_file in sorted(MACROS_DIR.glob("*.sql")):
         con.execute(macro_file.read_text())
+    digest = _config_digest(params)
+    if _config_tables_hold(con, digest):
+        return  # every step of a run connects: the tables are written once per parameters and code, not per step
     con.execute("CREATE SCHEMA IF NOT EXISTS config")
     rc = params.tree["reliable_change"]["instruments"]
     instrument_rows = [
@@ -123,6 +126,25 @@ def apply_parameters(con, params: Parameters) -> None:
     con.execute("CREATE OR REPLACE TABLE config.parameters (name VARCHAR PRIMARY KEY, value VARCHAR)")
     con.executemany("INSERT INTO config.parameters VALUES (?, ?)",
                     [(k, str(v)) for k, v in sorted(params.scalars.items())])
+    con.execute(f"CREATE OR REPLACE TABLE {APPLIED_TABLE} AS SELECT ? AS sha256", [digest])
+
+
+# What the config.* tables of a database were made from (parameters and code); not published.
+APPLIED_TABLE = "config.applied_parameters"
+
+
+def _config_digest(params: Parameters) -> str:
+    from rom_pipeline.lib.fingerprint import source_sha256
+
+    return hashlib.sha256((params.sha256 + source_sha256()).encode()).hexdigest()
+
+
+def _config_tables_hold(con, digest: str) -> bool:
+    try:
+        row = con.execute(f"SELECT sha256 FROM {APPLIED_TABLE}").fetchone()
+    except duckdb.CatalogException:
+        return False
+    return row is not None and row[0] == digest
 
 
 def _create_catalogue_tables(con, catalogue: list[Indicator]) -> None:

@@ -230,6 +230,8 @@ def check_against_outcomes(params) -> None:
 
     from rom_pipeline.config import apply_parameters
 
+    if params.sha256 in _PASSED:  # checked in this process already (the CLI's preflight, then audit/runs)
+        return
     con = duckdb.connect()
     try:
         apply_parameters(con, params)
@@ -251,3 +253,8 @@ def check_against_outcomes(params) -> None:
             _type_of(con, ind.code, "contribution", ind.contribution_sql)
     finally:
         con.close()
+    _PASSED.add(params.sha256)
+
+
+# Parameters (by sha256) whose catalogue bound in this process: the code cannot change within it.
+_PASSED: set[str] = set()

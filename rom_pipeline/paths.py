@@ -10,6 +10,7 @@ SCHEMAS_DIR = PROJECT_DIR / "schemas"
 SAMPLE_EXPORT_DIR = PACKAGE_DIR / "sample_data" / "exports"
 DEFAULT_DATA_DIR = PROJECT_DIR / "data"
 DAGSTER_HOME_NAME = "dagster_home"
+CSV_DIR_NAME = "csv"  # $ROM_DATA_DIR/csv: the CSV exports (rom_pipeline.defs.publish.exports)
 
 
 def data_dir_from_env() -> Path:

@@ -14,6 +14,11 @@ from rom_pipeline.lib.warehouse_reader import encryption_key, open_read_only
 from rom_pipeline.paths import DEFAULT_DATA_DIR, SAMPLE_EXPORT_DIR, data_dir_from_env
 
 WORK_DB_NAME = "work.duckdb"
+DEFAULT_MEMORY_LIMIT = "4GB"
+# What bounds the pipeline's memory and spill (docs/operations.md, "Memory and disk").
+MEMORY_LIMIT_ENV = "ROM_DUCKDB_MEMORY_LIMIT"
+THREADS_ENV = "ROM_DUCKDB_THREADS"
+MAX_TEMP_SIZE_ENV = "ROM_DUCKDB_MAX_TEMP_SIZE"
 WAREHOUSE_DB_NAME = "warehouse.duckdb"
 
 
@@ -27,8 +32,9 @@ class Workspace(dg.ConfigurableResource):
     data_dir: str = str(DEFAULT_DATA_DIR)
     export_dir: str = str(SAMPLE_EXPORT_DIR)
     parameters_file: str = ""
-    memory_limit: str = "4GB"
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
     threads: int = 0  # 0: DuckDB's default (all cores)
+    max_temp_size: str = ""  # "": DuckDB's default (90% of the free space of the temp directory's disk)
 
     @property
     def data_path(self) -> Path:
@@ -69,6 +75,7 @@ class Workspace(dg.ConfigurableResource):
         con = duckdb.connect(str(self.work_db_path), config={
             "memory_limit": self.memory_limit, "temp_directory": str(spill),
             **({"threads": self.threads} if self.threads else {}),
+            **({"max_temp_directory_size": self.max_temp_size} if self.max_temp_size else {}),
         })
         try:
             apply_parameters(con, self.parameters())
@@ -87,7 +94,23 @@ def workspace_from_env() -> Workspace:
         data_dir=dg.EnvVar("ROM_DATA_DIR") if os.environ.get("ROM_DATA_DIR") else str(DEFAULT_DATA_DIR),
         export_dir=dg.EnvVar("ROM_EXPORT_DIR") if os.environ.get("ROM_EXPORT_DIR") else str(SAMPLE_EXPORT_DIR),
         parameters_file=dg.EnvVar("ROM_PARAMETERS") if os.environ.get("ROM_PARAMETERS") else "",
+        memory_limit=os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_LIMIT,
+        threads=_threads_from_env(),
+        max_temp_size=os.environ.get(MAX_TEMP_SIZE_ENV, ""),
     )
+
+
+def _threads_from_env() -> int:
+    value = os.environ.get(THREADS_ENV, "")
+    if not value:
+        return 0
+    try:
+        threads = int(value)
+    except ValueError:
+        raise ValueError(f"{THREADS_ENV}={value!r} is not a whole number of threads") from None
+    if threads < 0:
+        raise ValueError(f"{THREADS_ENV} must be 0 (all cores) or more, not {threads}")
+    return threads
 
 
 class PseudonymKey(dg.ConfigurableResource):

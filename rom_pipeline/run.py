@@ -1,5 +1,6 @@
 """One full in-process run of the nightly job, with progress and a summary a person can read.
 
+Dagster is imported only when the job runs: a quiet night (rom_pipeline.quiet) does not need it.
 The run holds the data dir's lock (rom_pipeline/runlock.py) from before the job starts to after the
 summary, and executes on the persistent Dagster instance of the data dir (``$DAGSTER_HOME``, default
 ``$ROM_DATA_DIR/dagster_home``), so `dagster dev` on the same home shows it with its materialisations
@@ -13,7 +14,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import dagster as dg
+import duckdb
 
 
 def demo_key_in_use() -> bool:
@@ -21,11 +22,13 @@ def demo_key_in_use() -> bool:
             and os.environ.get("ROM_DEMO", "") not in ("", "0", "false"))
 
 
-def preflight() -> str | None:
+def preflight(parameters: bool = True) -> str | None:
     """Why the run must not start (a message naming the problem), or None. Writes nothing.
 
     No ROM_PSEUDONYM_KEY outside demo mode (or one that is too short); an encryption
-    key for a DuckDB that cannot write encrypted files.
+    key for a DuckDB that cannot write encrypted files; (``parameters``) an indicator catalogue
+    that does not bind (a quiet night skips that check: its parameters and code are those of
+    the last publish, which passed it).
     """
     from rom_pipeline.defs.publish.warehouse import ENCRYPTION_HELP, can_write_encrypted
     from rom_pipeline.lib.pseudonym import MissingKey, check_key
@@ -38,7 +41,7 @@ def preflight() -> str | None:
             return str(exc)
     if encryption_key() and not can_write_encrypted():
         return ENCRYPTION_HELP
-    return _parameters_problem()
+    return _parameters_problem() if parameters else None
 
 
 def _parameters_problem() -> str | None:
@@ -243,10 +246,18 @@ def _instance_home() -> Path:
     return home
 
 
-def _job(reports: bool):
-    """The nightly job, or (``reports=False``) the same job without the reports group."""
+def _job(reports: bool, only=()):
+    """The nightly job, or (``reports=False``) the same job without the reports group, or (``only``) the
+    catch-up of a quiet night: the outputs made from the published warehouse that lag behind it."""
+    import dagster as dg
+
     from rom_pipeline.definitions import defs, nightly_job
 
+    if only:
+        catch_up = dg.define_asset_job(f"{nightly_job.name}_catch_up", tags=nightly_job.tags,
+                                       selection=dg.AssetSelection.assets(*[CATCH_UP_ASSETS[o] for o in only]),
+                                       executor_def=dg.in_process_executor, hooks=nightly_job.hooks)
+        return dg.Definitions.merge(defs, dg.Definitions(jobs=[catch_up])).resolve_job_def(catch_up.name)
     if reports:
         return defs.resolve_job_def(nightly_job.name)
     without = dg.define_asset_job(f"{nightly_job.name}_without_reports", tags=nightly_job.tags,
@@ -280,7 +291,7 @@ def run_pipeline(quiet: bool = False, reports: bool = True, verbose: bool = Fals
 
     logging.getLogger("dagster").setLevel(logging.CRITICAL)
     export_dir, data_dir = resolved_paths()
-    problem = preflight() or _export_root_problem(export_dir)
+    problem = preflight(parameters=False) or _export_root_problem(export_dir)
     if problem:
         print(f"rom-pipeline run: NOT started: {problem}", file=sys.stderr)
         return 2
@@ -309,8 +320,6 @@ def run_pipeline(quiet: bool = False, reports: bool = True, verbose: bool = Fals
 
 
 def _run_holding_the_data_dir(export_dir, data_dir, run_id, quiet, reports, verbose) -> int:
-    from rom_pipeline.progress import PROGRESS
-
     # Inside the lock: the key check reads the work database, which no other run may be writing.
     problem = _key_problem(export_dir, data_dir)
     if problem:
@@ -318,13 +327,78 @@ def _run_holding_the_data_dir(export_dir, data_dir, run_id, quiet, reports, verb
 
         print(f"rom-pipeline run: NOT started: {problem}", file=sys.stderr)
         return KEY_EXIT_STATUS
+    verdict = _quiet_verdict(export_dir, data_dir, reports)
+    if verdict.quiet:
+        return _quiet_night(verdict, export_dir, data_dir, run_id, quiet, reports, verbose)
+    problem = _parameters_problem()
+    if problem:
+        print(f"rom-pipeline run: NOT started: {problem}", file=sys.stderr)
+        return 2
+    if not quiet:
+        print(f"rom-pipeline run: {verdict.reason}: running the nightly job", flush=True)
+    return _run_job(export_dir, data_dir, run_id, quiet, reports, verbose)
+
+
+def _quiet_verdict(export_dir, data_dir, reports: bool):
+    """rom_pipeline.quiet.verdict for this run (parameters that do not load: not quiet, the run says why)."""
+    from rom_pipeline.config import load_parameters
+    from rom_pipeline.defs.ingest.keys import rekey_requested
+    from rom_pipeline.lib.concern_scope import force_full_rebuild
+    from rom_pipeline.quiet import Verdict, pdf_wanted, verdict
+
+    try:
+        parameters_sha = load_parameters().sha256
+    except Exception as exc:  # noqa: BLE001 - _parameters_problem names it
+        return Verdict(False, f"the parameters do not load ({exc.__class__.__name__})")
+    return verdict(Path(export_dir), Path(data_dir), parameters_sha, full_rebuild=force_full_rebuild(),
+                   rekey=rekey_requested(), reports=reports, pdf=pdf_wanted())
+
+
+def _quiet_night(verdict, export_dir, data_dir, run_id, quiet, reports, verbose) -> int:
+    """Nothing new: record the run, keep the warehouse (and CSV exports and reports unless they lag behind it)."""
+    from rom_pipeline.quiet import record_quiet_run
+
+    warehouse_path = data_dir / "warehouse.duckdb"
+    log_path = _step_log_path(data_dir, run_id)
+    seq = record_quiet_run(data_dir / "work.duckdb", run_id, verdict.published_run_id)
+    lines = [f"rom-pipeline run: deliveries from {export_dir}",
+             f"                  work and results in {data_dir}",
+             f"                  run {run_id}, step log {log_path}",
+             f"QUIET NIGHT: {verdict.reason}: the same deliveries (manifest.json), reference files, parameters, "
+             "code and publish settings; no rejected delivery to look at again, no concern missing.",
+             f"  recorded      audit.runs of work.duckdb: run {seq} ({run_id}), status 'unchanged'; the published "
+             "warehouse's audit.runs lists it from the next publish",
+             f"  kept as is    warehouse {warehouse_path} (run {verdict.published_run_id}), CSV exports"
+             + (", reports" if reports and "reports" not in verdict.catch_up else "")]
+    log_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines), flush=True)
+    if verdict.catch_up:
+        # The warehouse is current but an output made from it lags (the publishing run failed in it, or ran
+        # --no-reports): make only that again, from the published warehouse, as a Dagster run of those assets.
+        print(f"  catching up   {', '.join(verdict.catch_up)} (behind the published warehouse)", flush=True)
+        return _run_job(export_dir, data_dir, run_id, quiet, reports, verbose, only=verdict.catch_up,
+                        log_path=log_path)
+    print(changes(delivery_statuses(warehouse_path), warehouse_path, run_id))
+    print(f"\nPublished (unchanged): {warehouse_path}")
+    return 0
+
+
+CATCH_UP_ASSETS = {"csv_exports": ("publish", "csv_exports"), "reports": ("reports", "benchmark_reports")}
+
+
+def _run_job(export_dir, data_dir, run_id, quiet, reports, verbose, only=(), log_path=None) -> int:
+    import dagster as dg
+
+    from rom_pipeline.progress import PROGRESS
+
     warehouse_path = data_dir / "warehouse.duckdb"
     demo = demo_key_in_use()  # cli.py prints the demo banner before the run; run.py repeats it at the end
     home = _instance_home()
-    log_path = _step_log_path(data_dir, run_id)
-    print(f"rom-pipeline run: deliveries from {export_dir}\n"
-          f"                  work and results in {data_dir}\n"
-          f"                  run {run_id}, step log {log_path}", flush=True)
+    if log_path is None:
+        log_path = _step_log_path(data_dir, run_id)
+        print(f"rom-pipeline run: deliveries from {export_dir}\n"
+              f"                  work and results in {data_dir}\n"
+              f"                  run {run_id}, step log {log_path}", flush=True)
     before = delivery_statuses(warehouse_path)
     loggers = {"console": {"config": {"log_level": "CRITICAL"}}, "step_log": {"config": {"path": str(log_path)}}}
     if not quiet:
@@ -332,7 +406,7 @@ def _run_holding_the_data_dir(export_dir, data_dir, run_id, quiet, reports, verb
         interval = float(os.environ.get("ROM_PROGRESS_INTERVAL_SECONDS") or 10)
         loggers["progress"] = {"config": {"verbose": verbose, "interval": interval}}
     with dg.DagsterInstance.get() as instance:
-        job = _job(reports)
+        job = _job(reports, only)
         try:
             result = job.execute_in_process(instance=instance, raise_on_error=False, run_id=run_id,
                                             run_config={"loggers": loggers})

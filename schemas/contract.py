@@ -5,7 +5,8 @@ pandera's own vocabulary carries the column rules (dtype, nullable, unique,
 isin, in_range); column ``metadata`` carries what pandera has no word for:
 
 - ``references``: (file, column) the value must exist in (same delivery);
-- ``lookup``: extra joins the row rules need (SQL, aliases as named);
+- ``lookups``: extra joins the row rules need (SQL, aliases as named; ``{delivery_id}``
+  stands for the delivery being validated, so a join reads that delivery's rows only);
 - schema ``metadata["row_rules"]``: (reason, column, SQL predicate that is TRUE
   when the row breaks the rule), over the typed row ``t`` (its columns and
   ``export_date``) and the lookups' aliases.
@@ -127,8 +128,8 @@ ITEM_RESPONSES = DataFrameSchema(
     metadata={
         "required": False,
         "lookups": [
-            "LEFT JOIN staging.measurements AS parent ON parent.delivery_id = t.delivery_id"
-            " AND parent.measurement_id = t.measurement_id",
+            "LEFT JOIN staging.measurements AS parent ON parent.delivery_id = {delivery_id}"
+            " AND parent.delivery_id = t.delivery_id AND parent.measurement_id = t.measurement_id",
             "LEFT JOIN config.instruments AS inst ON inst.code = parent.instrument",
         ],
         "row_rules": [

@@ -2,8 +2,8 @@
 
 Real `rom-pipeline run` processes on the bundled sample: the first night (with reports) is the
 "holder" while a second command-line run and a Dagster run (in their own processes) try the same
-data dir; a second night on the same input must say that nothing changed; both nights must be in
-the data dir's Dagster instance. `./dev` must hand its process over to the tool it starts.
+data dir; a second night on the same input (a full rebuild) must say that nothing changed, and a
+third is a quiet night; the first two must be in the data dir's Dagster instance. `./dev` must hand its process over to the tool it starts.
 """
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ class Nights:
     busy_dagster: dict                         # a Dagster run during the first night
     run_ids: list[str]
     step_logs: list[Path]
+    third: subprocess.CompletedProcess         # the same input once more: a quiet night
 
 
 def _run_ids(stdout: str) -> tuple[str, Path]:
@@ -106,10 +107,13 @@ def nights(tmp_path_factory) -> Nights:
             first.wait()
     first_result = subprocess.CompletedProcess(first.args, first.returncode, out, err)
     first_seconds = time.monotonic() - started
-    second = run_cli(env, "run", "--no-reports")
+    # The same input again: forced to work (a full rebuild), else it would be a quiet night, which the
+    # third night is (tests/test_quiet_night.py has the rest of the quiet nights).
+    second = run_cli(env, "run", "--no-reports", "--full-rebuild")
+    third = run_cli(env, "run", "--no-reports")
     ids = [_run_ids(r.stdout) for r in (first_result, second)]
     return Nights(data, first_result, first_seconds, second, holder, busy_cli, busy_cli_seconds, busy_dagster,
-                  [i for i, _ in ids], [p for _, p in ids])
+                  [i for i, _ in ids], [p for _, p in ids], third)
 
 
 # --- item 8: one run per data dir ------------------------------------------------------------------
@@ -235,6 +239,12 @@ def test_the_summary_names_every_output_and_what_changed(nights):
     assert ("since the last run: nothing changed (no delivery new, superseded or rejected; "
             "no figure new, changed or removed)") in second.stdout
     assert "reports           not rebuilt by this run (--no-reports)" in second.stdout
+    # the third night, same input, nothing asked for: quiet, and it says what it kept
+    third = nights.third
+    assert third.returncode == 0, third.stderr
+    assert "QUIET NIGHT: nothing new since run " + nights.run_ids[1] in third.stdout
+    assert "since the last run: nothing changed" in third.stdout
+    assert f"  kept as is    warehouse {data / 'warehouse.duckdb'}" in third.stdout
 
 
 def test_the_full_step_log_is_kept_under_the_data_dir_without_client_ids(nights):

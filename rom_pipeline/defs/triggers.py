@@ -118,11 +118,15 @@ def nightly_schedule(context: dg.ScheduleEvaluationContext, workspace: Workspace
     params_sha = workspace.parameters().sha256
     current = fingerprint.inputs_fingerprint(export_root, params_sha)
     last = last_publish(workspace)
+    reason = "first publish" if last is None else "inputs changed"
     if last is not None and last.inputs_fingerprint == current:
-        return dg.SkipReason(f"nothing changed since the last publish (run {last.run_id}, {last.finished_at}): "
-                             "same deliveries, reference files, parameters and code")
-    return dg.RunRequest(tags={"rom/inputs_fingerprint": current[:16],
-                               "rom/reason": "first publish" if last is None else "inputs changed"})
+        from rom_pipeline.quiet import outstanding
+
+        reason = outstanding(export_root, workspace.warehouse_path)
+        if reason is None:
+            return dg.SkipReason(f"nothing changed since the last publish (run {last.run_id}, {last.finished_at}): "
+                                 "same deliveries, reference files, parameters, code and publish settings")
+    return dg.RunRequest(tags={"rom/inputs_fingerprint": current[:16], "rom/reason": reason[:200]})
 
 
 @dg.sensor(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -93,7 +94,8 @@ def read_csv_header(path: Path) -> list[str]:
 
 
 def _numbered(batch: pa.RecordBatch, first_row: int, columns: list[str]) -> pa.RecordBatch:
-    numbers = pa.array(range(first_row, first_row + batch.num_rows), type=pa.int64())
+    # first_row, first_row + 1, ... built by Arrow (a Python range is a Python int per row)
+    numbers = pc.add(pc.indices_nonzero(pa.repeat(True, batch.num_rows)).cast(pa.int64()), first_row)
     arrays = [numbers] + [batch.column(batch.schema.get_field_index(c)) for c in columns]
     return pa.RecordBatch.from_arrays(arrays, names=["source_row_number", *columns])
 
@@ -119,8 +121,12 @@ def _csv_fast(path: Path, header: list[str], columns: list[str], stats: ReadStat
     stats.path_taken = "pyarrow"
 
 
+# A byte that is not UTF-8, as the exact reader's ``surrogateescape`` decoding keeps it.
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
 def _has_surrogates(value: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in value)
+    return _SURROGATE.search(value) is not None
 
 
 def _as_text(record: list[str]) -> tuple[str, bool]:
@@ -154,7 +160,7 @@ def _csv_exact(path: Path, header: list[str], columns: list[str], stats: ReadSta
                     row_number, "malformed_row", f"expected {len(header)} fields, found {len(record)}"
                     + ("; also bytes that are not UTF-8 (shown as U+FFFD)" if bad_bytes else ""), text))
                 continue
-            if any(_has_surrogates(v) for v in record):
+            if _has_surrogates("".join(record)):
                 stats.rejected.append(RejectedRow(row_number, "invalid_encoding",
                                                   "bytes that are not UTF-8", _as_text(record)[0]))
                 continue

@@ -112,11 +112,30 @@ def code_version() -> str:
     return f"{package_version()}+g{commit[:12]}" if commit else f"{package_version()}+unknown"
 
 
+def publish_settings() -> dict:
+    """The deployment settings that change what is published from the same work tables.
+
+    ``ROM_PUBLISH_THERAPIST_LEVEL`` (therapist rows in the warehouse or not) and the warehouse's
+    encryption key (an HMAC of a fixed label under the key, never the key: a new key must
+    write the file again).
+    """
+    import hmac
+
+    from rom_pipeline.config import publish_therapist_level
+    from rom_pipeline.lib.warehouse_reader import encryption_key
+
+    key = encryption_key()
+    return {"therapist_level": publish_therapist_level(),
+            "encryption": hmac.new(key.encode(), b"rom-warehouse-encryption", hashlib.sha256).hexdigest()[:16]
+            if key else None}
+
+
 def inputs_fingerprint(export_root: Path, parameters_sha256: str) -> str:
-    """What the nightly schedule compares with the last publish: equal means nothing to do."""
+    """What the nightly schedule and a quiet night compare with the last publish: equal means nothing to do."""
     return _sha256_text(json.dumps({
         "manifests": manifest_entries(export_root),
         "reference": reference_entries(export_root),
         "parameters_sha256": parameters_sha256,
         "source_sha256": source_sha256(),
+        "publish": publish_settings(),
     }, sort_keys=True))

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from schemas.contract import CONTRACT_VERSION, FILES
+# schemas.contract (pandera schemas) is imported where a manifest is checked, not at import: finding and
+# hashing manifests (the schedule, the sensor, a quiet night's fingerprint) must not pay for pandera.
 
 FORMATS = {".csv": "csv", ".parquet": "parquet"}
 
@@ -91,6 +92,8 @@ def _safe_file_path(directory: Path, name: str) -> Path:
 
 
 def _parse_file_entry(directory: Path, name: str, entry: object) -> DeliveredFile:
+    from schemas.contract import FILES
+
     path = _safe_file_path(directory, name)
     stem, suffix = Path(name).stem, Path(name).suffix.lower()
     if stem not in FILES or suffix not in FORMATS:
@@ -110,6 +113,8 @@ def _parse_file_entry(directory: Path, name: str, entry: object) -> DeliveredFil
 
 def read_manifest(manifest_path: Path, export_root: Path) -> Manifest:
     """Parse and check one manifest; raises DeliveryRejected for anything the contract forbids."""
+    from schemas.contract import CONTRACT_VERSION, FILES
+
     directory = manifest_path.parent
     delivery_id = directory.relative_to(export_root).as_posix()
     raw = manifest_path.read_bytes()

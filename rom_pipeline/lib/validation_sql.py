@@ -1,9 +1,11 @@
 """Turn a pandera schema of ``schemas/`` into one DuckDB query that checks every row.
 
-The query reads ``raw.<file>`` (text) of the current deliveries and returns,
+The query reads the rows of one delivery of ``raw.<file>`` (text) and returns,
 per row: its identity, the typed columns, the raw row as JSON and the list of
 every rule it breaks (``reasons``: reason, column_name, detail). A row with no
-reasons is valid. Everything runs inside DuckDB, so it scales with DuckDB, not
+reasons is valid. Every rule is decided within the delivery (keys, references,
+lookups), so deliveries (concerns) are validated one at a time and never read
+each other's rows. Everything runs inside DuckDB, so it scales with DuckDB, not
 with Python memory. The schema is the only place a rule is written: a pandera
 check this module cannot translate is an error, never skipped.
 """
@@ -84,8 +86,8 @@ def references(schema: pa.DataFrameSchema) -> list[tuple[str, str, str]]:
             if (col.metadata or {}).get("references")]
 
 
-def _quarantined_parents_sql(parent: str, parent_col: str) -> str:
-    """Per delivery, the key values of the parent's *quarantined* rows, with a detail naming why.
+def _quarantined_parents_sql(parent: str, parent_col: str, delivery: str) -> str:
+    """The key values of the parent's *quarantined* rows in the delivery, with a detail naming why.
 
     The detail names the parent row and its reasons; a parent that was itself quarantined for its
     own parent carries that detail along, so the first cause is in the text.
@@ -100,7 +102,7 @@ def _quarantined_parents_sql(parent: str, parent_col: str) -> str:
                        AS detail
             FROM staging.{parent}_rejects AS q
             JOIN raw.{parent} AS p ON p.delivery_id = q.delivery_id AND p.source_row_number = q.source_row_number
-            WHERE p."{parent_col}" IS NOT NULL
+            WHERE p."{parent_col}" IS NOT NULL AND q.delivery_id = {delivery} AND p.delivery_id = {delivery}
             GROUP BY p.delivery_id, p."{parent_col}"
         )"""
 
@@ -151,66 +153,97 @@ def reason_expressions(schema: pa.DataFrameSchema) -> list[tuple[str, str]]:
     return out
 
 
-def checked_rows_sql(schema: pa.DataFrameSchema, current_only: bool = True) -> str:
-    """The SELECT that types and checks every row of ``raw.<schema.name>`` of the current deliveries.
+# Stands for the delivery's id in the text that is hashed into the asset's code version.
+DELIVERY_PLACEHOLDER = "{delivery_id}"
 
-    Built for hundreds of millions of rows: each rule is a cheap boolean per row; the
-    reason structs and the raw row as JSON are built only for the rows that break a rule,
-    and duplicate keys are found with a hash aggregate instead of a window over every row.
-    """
+
+def _typed_select(schema: pa.DataFrameSchema, delivery: str) -> str:
+    """The rows of one delivery of ``raw.<file>``: identity, each column as text (``<col>__raw``) and typed."""
     file = schema.name
     cols = list(schema.columns)
     raw_cols = ", ".join(f'r."{c}"' for c in cols)
     typed_cols = ",\n        ".join(
         f'"{c}" AS "{c}__raw", {typed_expression(c, schema.columns[c].dtype)} AS "{c}"' for c in cols)
+    # Reference files carry concern_id as a column of their own; delivery files get it from the manifest.
+    concern = "" if "concern_id" in cols else "concern_id, "
+    meta = f"delivery_id, {concern}file_name, source_row_number, export_date"
+    return f"""
+    SELECT {meta},
+        {typed_cols}
+    FROM (
+        SELECT r.delivery_id, {"" if concern == "" else "r.concern_id, "}r.file_name, r.source_row_number,
+               (SELECT d.export_date FROM audit.deliveries AS d WHERE d.delivery_id = {delivery}) AS export_date,
+               {raw_cols}
+        FROM raw.{file} AS r
+        WHERE r.delivery_id = {delivery}
+    ) AS source_rows"""
+
+
+def duplicate_keys_sql(schema: pa.DataFrameSchema, delivery_id: str = DELIVERY_PLACEHOLDER) -> str | None:
+    """The keys that occur more than once in one delivery, with the first row that has each.
+
+    A hash aggregate over the delivery's keys (DuckDB spills it beyond its memory limit); its
+    result is small, and stored as a table of its own it tells the checking query's join to
+    build on the duplicates, not on the delivery's rows. None for a file without a key.
+    """
     keys = key_columns(schema)
+    if not keys:
+        return None
     key_list = ", ".join(f'"{k}"' for k in keys)
+    return f"""
+WITH typed_rows AS NOT MATERIALIZED ({_typed_select(schema, literal(delivery_id))}
+)
+SELECT delivery_id, {key_list}, min(source_row_number) AS first_row
+FROM typed_rows
+WHERE {" AND ".join(f'"{k}" IS NOT NULL' for k in keys)}
+GROUP BY delivery_id, {key_list}
+HAVING count(*) > 1
+"""
+
+
+def checked_rows_sql(schema: pa.DataFrameSchema, delivery_id: str = DELIVERY_PLACEHOLDER,
+                     duplicates_table: str = "duplicate_keys") -> str:
+    """The SELECT that types and checks every row of one delivery of ``raw.<schema.name>``.
+
+    One delivery (one concern's file, or the reference inputs) at a time: every rule reads
+    that delivery's rows only (keys are unique, references resolve, within the delivery), so
+    the work and memory of one query are bounded by the largest delivery, not by all of them.
+    Each rule is a cheap boolean per row; the reason structs and the raw row as JSON are built
+    only for the rows that break a rule. ``duplicates_table`` holds :func:`duplicate_keys_sql`
+    of the same delivery (a small table, so the join builds its hash table on the duplicates,
+    never on the delivery's rows).
+    """
+    cols = list(schema.columns)
+    delivery = literal(delivery_id)
+    keys = key_columns(schema)
     joins = []
     if keys:
         joins.append(
-            f"LEFT JOIN duplicate_keys AS duplicates ON duplicates.delivery_id = t.delivery_id AND "
+            f"LEFT JOIN {duplicates_table} AS duplicates ON duplicates.delivery_id = t.delivery_id AND "
             + " AND ".join(f'duplicates."{k}" = t."{k}"' for k in keys))
     parent_details = []
     for name, parent, parent_col in references(schema):
         joins.append(
             f'LEFT JOIN (SELECT DISTINCT delivery_id, "{parent_col}" AS ref_value, true AS present '
-            f"FROM staging.{parent}) AS ref_{name} "
+            f"FROM staging.{parent} WHERE delivery_id = {delivery}) AS ref_{name} "
             f'ON ref_{name}.delivery_id = t.delivery_id AND ref_{name}.ref_value = t."{name}"')
         joins.append(
-            f"LEFT JOIN {_quarantined_parents_sql(parent, parent_col)} AS quarantined_{name} "
+            f"LEFT JOIN {_quarantined_parents_sql(parent, parent_col, delivery)} AS quarantined_{name} "
             f'ON ref_{name}.present IS NULL AND quarantined_{name}.delivery_id = t.delivery_id '
             f'AND quarantined_{name}.ref_value = t."{name}"')
         parent_details.append(f"quarantined_{name}.detail AS parent_detail_{name}")
-    joins += (schema.metadata or {}).get("lookups", [])
+    joins += [j.replace("{delivery_id}", delivery) for j in (schema.metadata or {}).get("lookups", [])]
     rules = reason_expressions(schema)
     flags = ",\n        ".join(f"coalesce({cond}, false) AS rule_{i}" for i, (cond, _) in enumerate(rules))
     any_flag = " OR ".join(f"rule_{i}" for i in range(len(rules))) or "false"
     structs = ",\n                ".join(f"CASE WHEN rule_{i} THEN {struct} END" for i, (_, struct) in enumerate(rules))
     raw_json = ", ".join(f"\"{c}\" := \"{c}__raw\"" for c in cols)
-    status = "AND d.status = 'current'" if current_only else ""
-    # Reference files carry concern_id as a column of their own; delivery files get it from the manifest.
     concern = "" if "concern_id" in cols else "concern_id, "
-    duplicate_keys = (f""",
-duplicate_keys AS (
-    SELECT delivery_id, {key_list}, min(source_row_number) AS first_row
-    FROM typed_rows
-    WHERE {" AND ".join(f'"{k}" IS NOT NULL' for k in keys)}
-    GROUP BY delivery_id, {key_list}
-    HAVING count(*) > 1
-)""" if keys else "")
     meta = f"delivery_id, {concern}file_name, source_row_number, export_date"
     return f"""
-WITH source_rows AS (
-    SELECT r.delivery_id, {"" if concern == "" else "r.concern_id, "}r.file_name, r.source_row_number, d.export_date, {raw_cols}
-    FROM raw.{file} AS r
-    JOIN audit.deliveries AS d ON d.delivery_id = r.delivery_id {status}
+WITH typed_rows AS NOT MATERIALIZED ({_typed_select(schema, delivery)}
 ),
-typed_rows AS (
-    SELECT {meta},
-        {typed_cols}
-    FROM source_rows
-){duplicate_keys},
-rule_flags AS (
+rule_flags AS NOT MATERIALIZED (
     SELECT t.*,{"".join(chr(10) + "        " + d + "," for d in parent_details)}
         {flags}
     FROM typed_rows AS t

@@ -53,6 +53,15 @@ VERSIONS_DIR = ".reports"
 KEEP_VERSIONS = 2
 STALE_BUILD_HOURS = 6
 PAGES_MANIFEST = ".pages.json"
+BUILT_FROM = ".built_from.json"  # the published run, rendering code and PDF setting of a version
+
+
+PDF_ENV = "ROM_REPORTS_PDF"  # "0" / "false" / "no" / "off" switch the PDFs off (e.g. in test runs)
+
+
+def pdf_switched_on() -> bool:
+    """The deployment's PDF switch (ROM_REPORTS_PDF), read by the reports asset and by a quiet night."""
+    return os.environ.get(PDF_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def code_version() -> str:
@@ -129,6 +138,9 @@ def build_reports(warehouse: Path, work_db: Path, data_dir: Path, *, pdf: bool =
         finally:
             src.close()
         result.pdf_note = f"{result.pdf_files} PDFs (fpdf2)" if pdf else "PDFs switched off"
+        # What these reports show: a quiet night keeps them when the warehouse is still this run's (rom_pipeline.quiet).
+        (building / BUILT_FROM).write_text(json.dumps(
+            {"run_id": run_info.run_id, "code_version": code_version(), "pdf": pdf}), encoding="utf-8")
         os.chmod(building / "managers", 0o700)  # packages go to one manager each, not to every reader
         building.rename(result.version_dir)
         _swap_link(result.root, result.version_dir)

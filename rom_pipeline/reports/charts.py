@@ -414,6 +414,9 @@ def trajectory_chart(points: Sequence[tuple[float, float]], band: Sequence[dict]
     for x, y in ordered:
         svg.circle(ax.x(x), ax.y(y), 3.6, FLAGGED)
     _legend(svg, items, height - 2 + 9, 56, 9)
+    return svg.done()
+
+
 @dataclass(frozen=True)
 class DifferencePoint:
     label: str

@@ -270,9 +270,11 @@ class ManagerSource:
         self.con.close()
 
     def latest_run_id(self) -> str | None:
-        """The newest run that touched the work database, whatever its status."""
+        """The newest run that touched the work database's tables, whatever its status (a quiet night, status
+        ``unchanged``, touched nothing but its own row in audit.runs)."""
         try:
-            rows = _rows(self.con, "SELECT run_id FROM audit.runs ORDER BY run_seq DESC LIMIT 1")
+            rows = _rows(self.con, "SELECT run_id FROM audit.runs WHERE status <> 'unchanged' "
+                                   "ORDER BY run_seq DESC LIMIT 1")
         except duckdb.CatalogException:
             return None
         return rows[0]["run_id"] if rows else None

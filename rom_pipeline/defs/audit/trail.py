@@ -38,6 +38,8 @@ DDL = [
     # set by ingest (issue 10, items 6 and 7); added to work databases from before
     "ALTER TABLE audit.runs ADD COLUMN IF NOT EXISTS missing_concerns VARCHAR",
     "ALTER TABLE audit.runs ADD COLUMN IF NOT EXISTS key_fingerprint VARCHAR",
+    # set by publish: what an incremental publish must find unchanged (rom_pipeline.lib.fingerprint.publish_settings)
+    "ALTER TABLE audit.runs ADD COLUMN IF NOT EXISTS publish_settings VARCHAR",
     """CREATE TABLE IF NOT EXISTS audit.run_inputs (
         run_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, concern_id VARCHAR, delivery_id VARCHAR NOT NULL,
         export_id VARCHAR, exported_at TIMESTAMPTZ, manifest_sha256 VARCHAR, file_name VARCHAR NOT NULL,
@@ -240,7 +242,7 @@ def _figures_select(con) -> str:
             SELECT '{s.table}' AS table_name, concern_id, {s.level} AS level, {s.unit_id}::VARCHAR AS unit_id,
                    {s.period_type} AS period_type, {s.period} AS period, ({s.figure})::VARCHAR AS figure,
                    ({s.aggregation})::VARCHAR AS aggregation, ({s.value})::DOUBLE AS value, ({s.n})::BIGINT AS n,
-                   coalesce(({s.suppressed})::BOOLEAN, false) AS suppressed, to_json(t)::VARCHAR AS figure_json,
+                   coalesce(({s.suppressed})::BOOLEAN, false) AS suppressed, t.rowid AS source_rowid,
                    {_canonical_hash(con, s.table)} AS figure_sha256
             FROM {s.table} AS t""")
     return " UNION ALL ".join(parts)
@@ -269,19 +271,29 @@ def record_published_figures(con, run_id: str) -> dict[str, int]:
         FROM audit.published_figures AS v JOIN audit.runs AS r ON r.run_id = v.run_id
         WHERE r.status = 'published' OR r.run_id = ?
         GROUP BY v.figure_key""", [run_id])
+    # The figures to record: new ones and changed ones. Their published row as JSON is made for these
+    # only, from the source rows (rowid, within this transaction): most figures of a night are unchanged.
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE appended_figures AS
+        SELECT c.*, CASE WHEN l.figure_key IS NULL THEN 'new' ELSE 'changed' END AS change
+        FROM current_figures AS c LEFT JOIN last_figures AS l ON l.figure_key = c.figure_key AND l.change <> 'removed'
+        WHERE l.figure_key IS NULL OR l.figure_sha256 <> c.figure_sha256""")
+    rows_as_json = " UNION ALL ".join(
+        f"SELECT '{s.table}' AS table_name, t.rowid AS source_rowid, to_json(t)::VARCHAR AS figure_json "
+        f"FROM {s.table} AS t WHERE t.rowid IN "
+        f"(SELECT source_rowid FROM appended_figures WHERE table_name = '{s.table}')"
+        for s in FIGURE_SOURCES if _exists(con, s.table))
     columns = ("table_name, figure_key, concern_id, level, unit_id, period_type, period, figure, aggregation, "
-               "value, n, suppressed, figure_json, figure_sha256")
+               "value, n, suppressed")
     counts = {}
-    counts["figures_new"] = con.execute(f"""
+    con.execute(f"""
         INSERT INTO audit.published_figures
-        SELECT ?, {columns}, 'new' FROM current_figures AS c
-        WHERE NOT EXISTS (SELECT 1 FROM last_figures AS l WHERE l.figure_key = c.figure_key AND l.change <> 'removed')
-        """, [run_id]).fetchone()[0]
-    counts["figures_changed"] = con.execute(f"""
-        INSERT INTO audit.published_figures
-        SELECT ?, {', '.join('c.' + x.strip() for x in columns.split(','))}, 'changed'
-        FROM current_figures AS c JOIN last_figures AS l ON l.figure_key = c.figure_key
-        WHERE l.change <> 'removed' AND l.figure_sha256 <> c.figure_sha256""", [run_id]).fetchone()[0]
+        SELECT ?, {', '.join('a.' + x.strip() for x in columns.split(','))}, j.figure_json, a.figure_sha256, a.change
+        FROM appended_figures AS a JOIN ({rows_as_json}) AS j USING (table_name, source_rowid)""", [run_id])
+    appended = dict(con.execute("SELECT change, count(*) FROM appended_figures GROUP BY change").fetchall())
+    counts["figures_new"] = appended.get("new", 0)
+    counts["figures_changed"] = appended.get("changed", 0)
+    con.execute("DROP TABLE appended_figures")
     counts["figures_removed"] = con.execute("""
         INSERT INTO audit.published_figures
         SELECT ?, v.table_name, v.figure_key, v.concern_id, v.level, v.unit_id, v.period_type, v.period, v.figure,
@@ -445,13 +457,16 @@ def publishing(con, run_id: str, refresh: str | None = None, concerns: list[str]
     _run_seq(con, run_id)
     if con.execute("SELECT figures_new IS NULL FROM audit.runs WHERE run_id = ?", [run_id]).fetchone()[0]:
         record_trail(con, run_id, sql_context)  # a partial run that skipped the audit-trail step: nothing published untraced
+    from rom_pipeline.lib.fingerprint import publish_settings
+
     finished_at = con.execute("SELECT now()").fetchone()[0]
-    values = [finished_at, refresh, json.dumps(concerns) if concerns is not None else None, run_id]
+    values = [finished_at, refresh, json.dumps(concerns) if concerns is not None else None,
+              json.dumps(publish_settings(), sort_keys=True), run_id]
 
     def mark_published(connection, database: str | None = None) -> None:
         table = f"{database}.audit.runs" if database else "audit.runs"
         connection.execute(f"UPDATE {table} SET status = 'published', finished_at = ?, refresh = ?, "
-                           "concerns_recomputed = ? WHERE run_id = ?", values)
+                           "concerns_recomputed = ?, publish_settings = ? WHERE run_id = ?", values)
 
     try:
         yield mark_published

@@ -31,7 +31,8 @@ DESCRIPTIONS = {
 
 def _spec(layer: str, table: str) -> dg.AssetSpec:
     description = DESCRIPTIONS.get(table, f"`{table}` of the current deliveries as delivered (text), "
-                                          "with delivery id, file checksum and source row number.")
+                                          "with delivery id, file name and source row number (the file's checksum: "
+                                          "audit.delivery_files).")
     return dg.AssetSpec(key=dg.AssetKey([layer, table]), group_name=layer, description=description,
                         owners=OWNERS, kinds={"duckdb", "python"}, deps=[dg.AssetKey(["audit", "runs"])],
                         code_version=CODE_VERSION,

@@ -4,21 +4,20 @@ Each delivery loads in one transaction: a checksum, row count or header that
 does not match rolls the whole delivery back and records it as rejected, so a
 broken delivery never replaces a good one. A delivery whose manifest is
 unchanged since it was last read is skipped (re-reading changes nothing).
-Client ids are pseudonymised in the batch, before the first row is stored.
+Client ids are pseudonymised by the INSERT that stores the row (HMAC-SHA256 in SQL):
+the raw id is never stored.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
 import pyarrow as pa
 
 from rom_pipeline.lib.delivered_files import BadHeader, ReadStats, UnreadableFile, read_delivered_file
 from rom_pipeline.lib.manifest import (DeliveredFile, DeliveryRejected, Manifest, discover_manifests,
                                        read_manifest, sha256_of_file)
-from rom_pipeline.lib.pseudonym import key_fingerprint, pseudonymise_array
+from rom_pipeline.lib.pseudonym import key_fingerprint, pseudonym_parameters, pseudonym_sql
 from schemas.contract import FILES
 from schemas.reference import REFERENCE_FILES
 
@@ -44,7 +43,10 @@ def ensure_tables(con) -> None:
         concern = "" if _has_own_concern_id(file) else "concern_id VARCHAR, "
         con.execute(f"""CREATE TABLE IF NOT EXISTS raw.{file} (
             delivery_id VARCHAR NOT NULL, {concern}file_name VARCHAR NOT NULL,
-            file_sha256 VARCHAR NOT NULL, source_row_number BIGINT NOT NULL, {cols})""")
+            source_row_number BIGINT NOT NULL, {cols})""")
+        # The file's checksum is audit.delivery_files.sha256; work databases from before issue 11
+        # also stored it on every row (12% of the cost of storing an item response).
+        con.execute(f"ALTER TABLE raw.{file} DROP COLUMN IF EXISTS file_sha256")
     con.execute("""CREATE TABLE IF NOT EXISTS raw.rejected_rows (
         delivery_id VARCHAR NOT NULL, concern_id VARCHAR, file_name VARCHAR NOT NULL, logical_file VARCHAR NOT NULL,
         source_row_number BIGINT NOT NULL, reason VARCHAR NOT NULL, detail VARCHAR, raw_text VARCHAR)""")
@@ -78,31 +80,37 @@ def _delete_delivery(con, delivery_id: str) -> None:
     con.execute("DELETE FROM audit.delivery_files WHERE delivery_id = ?", [delivery_id])
 
 
-def _load_file(con, delivery_id: str, concern_id: str | None, f: DeliveredFile, sha256: str,
-               transform: Callable[[pa.RecordBatch], pa.RecordBatch] | None) -> ReadStats:
+def _load_file(con, delivery_id: str, concern_id: str | None, f: DeliveredFile, key: bytes | None) -> ReadStats:
+    """Store one file's rows as text; ``key``: pseudonymise ``client_id`` in the INSERT that stores it.
+
+    The batch the reader hands over is only registered (a view DuckDB reads from the Arrow
+    memory); the INSERT computes the HMAC of every client id as it writes the row, so the raw
+    id is never stored.
+    """
     columns = raw_columns(f.logical)
     column_list = ", ".join(f'"{c}"' for c in columns)
+    pseudonymised = "client_id" in columns and key is not None
+    select_list = ", ".join(pseudonym_sql(f'"{c}"') if pseudonymised and c == "client_id" else f'"{c}"'
+                            for c in columns)
+    pads = pseudonym_parameters(key) if pseudonymised else []
     stats = ReadStats()
 
     def restart() -> None:
         con.execute(f"DELETE FROM raw.{f.logical} WHERE delivery_id = ? AND file_name = ?", [delivery_id, f.name])
 
+    if _has_own_concern_id(f.logical):
+        insert = (f"INSERT INTO raw.{f.logical} (delivery_id, file_name, source_row_number,"
+                  f" {column_list}) SELECT ?, ?, source_row_number, {select_list} FROM incoming_batch")
+        parameters = [delivery_id, f.name, *pads]
+    else:
+        insert = (f"INSERT INTO raw.{f.logical} (delivery_id, concern_id, file_name,"
+                  f" source_row_number, {column_list})"
+                  f" SELECT ?, ?, ?, source_row_number, {select_list} FROM incoming_batch")
+        parameters = [delivery_id, concern_id, f.name, *pads]
     try:
         for batch in read_delivered_file(f.path, f.format, columns, stats, restart):
-            if transform is not None:
-                batch = transform(batch)
             con.register("incoming_batch", batch)
-            if _has_own_concern_id(f.logical):
-                con.execute(
-                    f"INSERT INTO raw.{f.logical} (delivery_id, file_name, file_sha256, source_row_number,"
-                    f" {column_list}) SELECT ?, ?, ?, source_row_number, {column_list} FROM incoming_batch",
-                    [delivery_id, f.name, sha256])
-            else:
-                con.execute(
-                    f"INSERT INTO raw.{f.logical} (delivery_id, concern_id, file_name, file_sha256,"
-                    f" source_row_number, {column_list})"
-                    f" SELECT ?, ?, ?, ?, source_row_number, {column_list} FROM incoming_batch",
-                    [delivery_id, concern_id, f.name, sha256])
+            con.execute(insert, parameters)
             con.unregister("incoming_batch")
     except BadHeader as exc:
         raise DeliveryRejected(f"{f.name}: {exc}") from None
@@ -124,13 +132,6 @@ def _load_file(con, delivery_id: str, concern_id: str | None, f: DeliveredFile, 
     return stats
 
 
-def _pseudonymiser(key: bytes) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
-    def transform(batch: pa.RecordBatch) -> pa.RecordBatch:
-        index = batch.schema.get_field_index("client_id")
-        return batch.set_column(index, "client_id", pseudonymise_array(batch.column(index), key))
-    return transform
-
-
 def _load_delivery(con, manifest: Manifest, key: bytes) -> int:
     """Load every file of a verified manifest; raises DeliveryRejected, leaving nothing behind."""
     for f in manifest.files:  # checksums first: cheap, and a truncated file fails here
@@ -142,8 +143,7 @@ def _load_delivery(con, manifest: Manifest, key: bytes) -> int:
             raise DeliveryRejected(f"{f.name}: sha256 {actual[:12]}... does not match the manifest's {f.sha256[:12]}...")
     rows = 0
     for f in manifest.files:
-        transform = _pseudonymiser(key) if "client_id" in raw_columns(f.logical) else None
-        stats = _load_file(con, manifest.delivery_id, manifest.concern_id, f, f.sha256, transform)
+        stats = _load_file(con, manifest.delivery_id, manifest.concern_id, f, key)
         if stats.rows_read != f.rows:
             raise DeliveryRejected(f"{f.name}: the manifest says {f.rows} rows, the file has {stats.rows_read}")
         con.execute("INSERT INTO audit.delivery_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -327,7 +327,7 @@ def ingest_reference(con, export_root: Path, log=print) -> list[str]:
             con.execute("DELETE FROM audit.delivery_files WHERE delivery_id = ? AND file_name = ?",
                         [REFERENCE_DELIVERY_ID, name])
             entry = DeliveredFile(name=name, logical=file, format="csv", path=path, rows=-1, sha256=sha)
-            stats = _load_file(con, REFERENCE_DELIVERY_ID, None, entry, sha, None)
+            stats = _load_file(con, REFERENCE_DELIVERY_ID, None, entry, None)
             con.execute("INSERT INTO audit.delivery_files VALUES (?, ?, ?, 'csv', ?, NULL, ?, ?, ?)",
                         [REFERENCE_DELIVERY_ID, name, file, sha, stats.rows_read, len(stats.rejected), stats.path_taken])
             con.commit()

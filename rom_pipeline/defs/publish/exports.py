@@ -32,7 +32,7 @@ from rom_pipeline.lib.warehouse_reader import encryption_key as warehouse_encryp
 from rom_pipeline.lib.warehouse_reader import open_read_only
 from rom_pipeline.resources import Workspace
 
-CSV_DIR_NAME = "csv"
+from rom_pipeline.paths import CSV_DIR_NAME  # noqa: E402 - re-exported: tests and run.py name it here
 NEUTRALISE_FUNCTION = "rom_neutralise"
 
 

@@ -1,5 +1,10 @@
 """Publish the analysts' warehouse: build a new DuckDB file beside the old one, then swap it in.
 
+On an incremental night the new file starts as a byte copy of the published one (which is never
+opened for writing) and only what changed is written into it: the pending concerns' rows of the
+per-concern tables, this run's rows of the audit trail, and the small cross-concern tables whole
+(:class:`Increment`). Everything else builds the file anew.
+
 A reader holding ``warehouse.duckdb`` open keeps reading the file it opened (the
 swap replaces the directory entry, not the bytes under an open handle); the
 next connection sees the new warehouse whole. A run that dies before the swap
@@ -96,16 +101,73 @@ def check_against_work(con, tables: list[PublishedTable]) -> None:
         raise SpecMismatch("; ".join(problems))
 
 
-def _copy_table(con, table: PublishedTable) -> None:
+def _select(table: PublishedTable, condition: str | None = None) -> str:
+    """The published rows of ``table`` (masked, filtered, ordered), optionally only those meeting ``condition``."""
+    select = ", ".join(f"{c.publish_as or c.name} AS {c.name}" for c in table.columns)
+    conditions = [f"({c})" for c in (table.where, condition) if c]
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    order = f" ORDER BY {table.order_by}" if table.order_by else ""
+    return f"SELECT {select} FROM {table.name}{where}{order}"
+
+
+def _copy_table(con, table: PublishedTable, replace: bool = False) -> None:
     schema, _ = table.name.split(".")
     con.execute(f"CREATE SCHEMA IF NOT EXISTS pub.{schema}")
-    select = ", ".join(f"{c.publish_as or c.name} AS {c.name}" for c in table.columns)
-    where = f" WHERE {table.where}" if table.where else ""
-    order = f" ORDER BY {table.order_by}" if table.order_by else ""
-    con.execute(f"CREATE TABLE pub.{table.name} AS SELECT {select} FROM {table.name}{where}{order}")
+    if replace:
+        con.execute(f"DROP TABLE IF EXISTS pub.{table.name}")
+    con.execute(f"CREATE TABLE pub.{table.name} AS {_select(table)}")
     con.execute(f"COMMENT ON TABLE pub.{table.name} IS {literal(table.description)}")
     for c in table.columns:
         con.execute(f"COMMENT ON COLUMN pub.{table.name}.{c.name} IS {literal(c.description)}")
+
+
+@dataclass(frozen=True)
+class Increment:
+    """Publish by patching a copy of the published file instead of building it anew.
+
+    Valid only when the published file is the previous publish of this work database with the same
+    code and publish settings (the caller checks: :func:`rom_pipeline.defs.publish.assets.increment_for`).
+    ``per_concern`` tables get the rows of ``concerns`` replaced (the other concerns' rows are the
+    same in the work database as in the published file); ``appended`` tables (the audit trail, which
+    only grows) get this run's rows; every other table is copied whole, as in a full publish.
+    """
+
+    run_id: str
+    concerns: tuple[str, ...]
+    per_concern: frozenset[str]
+    appended: frozenset[str]
+
+    def how(self, table: str) -> str:
+        if table in self.per_concern:
+            return "concerns"
+        if table in self.appended:
+            return "appended"
+        return "whole"
+
+
+# A patched copy keeps the space of deleted rows and dropped tables for reuse; once more than this
+# share of its blocks is free, the file is built anew instead (compact).
+MAX_FREE_SHARE = 0.5
+
+
+def _patch_table(con, table: PublishedTable, increment: Increment) -> None:
+    how = increment.how(table.name)
+    if how == "whole":
+        _copy_table(con, table, replace=True)
+    elif how == "concerns":
+        if increment.concerns:
+            concerns = ", ".join(literal(c) for c in increment.concerns)
+            con.execute(f"DELETE FROM pub.{table.name} WHERE concern_id IN ({concerns})")
+            con.execute(f"INSERT INTO pub.{table.name} {_select(table, f'concern_id IN ({concerns})')}")
+    else:
+        con.execute(f"DELETE FROM pub.{table.name} WHERE run_id = {literal(increment.run_id)}")  # an earlier attempt
+        con.execute(f"INSERT INTO pub.{table.name} {_select(table, f'run_id = {literal(increment.run_id)}')}")
+
+
+def _free_share(con) -> float:
+    total, free = con.execute("SELECT total_blocks, free_blocks FROM pragma_database_size() "
+                              "WHERE database_name = 'pub'").fetchone()
+    return free / total if total else 0.0
 
 
 def _fsync(path: Path) -> None:
@@ -200,21 +262,41 @@ def _remove_building(building: Path) -> None:
 
 
 def publish_warehouse(con, target: Path, tables: list[PublishedTable], encryption_key: str | None = None,
-                      finalise: Callable[[object, str], None] | None = None) -> Path:
-    """Build ``target`` anew from the work database and swap it in atomically.
+                      finalise: Callable[[object, str], None] | None = None,
+                      increment: Increment | None = None, report: dict | None = None) -> Path:
+    """Build ``target`` from the work database and swap it in atomically.
 
+    Anew, or (``increment``) as a copy of the published file with only what changed replaced:
+    either way the new file is complete before it is renamed over the old one.
     ``finalise(con, "pub")`` runs after the tables are copied, before the file is
     closed: the audit trail marks the run published in the copy (the work database
-    says so only once the swap is done).
+    says so only once the swap is done). ``report["mode"]`` says how the file was made.
     """
+    report = {} if report is None else report
     check_against_work(con, tables)
     building = target.with_name(f".{target.name}.building")
     _remove_building(building)  # a run that died while building left it
+    if increment is not None and not target.is_file():
+        increment = None
+    report["mode"] = "anew" if increment is None else "patched"
     try:
+        if increment is not None:
+            import shutil
+
+            shutil.copyfile(target, building)  # the bytes of the published file; it is never opened for writing
         _attach_building(con, building, encryption_key)
+        if increment is not None and _free_share(con) > MAX_FREE_SHARE:
+            con.execute("DETACH pub")
+            _remove_building(building)
+            increment = None
+            report["mode"] = f"anew (more than {MAX_FREE_SHARE:.0%} of the published file was free space)"
+            _attach_building(con, building, encryption_key)
         try:
             for i, table in enumerate(tables):
-                _copy_table(con, table)
+                if increment is None:
+                    _copy_table(con, table)
+                else:
+                    _patch_table(con, table, increment)
                 if i == 0:
                     _fault("mid_build")
             if finalise is not None:

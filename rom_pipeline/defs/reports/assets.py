@@ -4,17 +4,15 @@ the work database) into ``$ROM_DATA_DIR/reports``. The body is thin: the renderi
 :mod:`rom_pipeline.reports`; what is produced and who may see it is docs/reports.md.
 """
 
-import os
 
 import dagster as dg
 
 from rom_pipeline.defs.sql_asset import DUCKDB_POOL, OWNERS
 from rom_pipeline.lib.warehouse_reader import encryption_key as warehouse_encryption_key
 from rom_pipeline.reports import build_reports
-from rom_pipeline.reports.build import code_version
+from rom_pipeline.reports.build import code_version, pdf_switched_on
 from rom_pipeline.resources import Workspace
 
-PDF_ENV = "ROM_REPORTS_PDF"  # "0" / "false" / "no" switch the PDFs off (e.g. in test runs)
 
 
 class ReportsConfig(dg.Config):
@@ -22,7 +20,7 @@ class ReportsConfig(dg.Config):
 
 
 def _pdf_wanted(config: ReportsConfig) -> bool:
-    return config.pdf and os.environ.get(PDF_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    return config.pdf and pdf_switched_on()
 
 
 @dg.asset(

@@ -4,7 +4,8 @@ One multi-asset per contract file builds ``staging.<file>`` and
 ``staging.<file>_rejects`` from the pandera schema; the scoring models
 (``sql/staging``) and the quarantine/reconciliation tables (``sql/audit``) are SQL
 models, wired by :mod:`rom_pipeline.defs.models`. The pandera schemas run again
-as blocking checks on the staging tables (pushed down into DuckDB by ibis).
+as blocking checks on the staging rows written tonight (pushed down into DuckDB by ibis;
+:mod:`rom_pipeline.defs.staging.checks`).
 """
 
 import dagster as dg

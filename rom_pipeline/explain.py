@@ -13,6 +13,10 @@ every run's version, so a figure of an earlier night is explained as it was publ
 then, even after later deliveries changed it. By default it reads the published
 warehouse (read-only, safe while the pipeline runs); ``--db work`` reads the pipeline's
 work database instead (all levels, but only when no run is writing it).
+
+``--table marts.feedback_backtest`` (``--concern C`` or ``--level all``) and ``--table marts.expected_course``
+(``--unit <intake band> --period <session bin>``) explain the back-test and the expected course of the
+not-on-track feedback as the latest run left them (rom_pipeline/explain_feedback.py; docs/feedback.md).
 """
 from __future__ import annotations
 
@@ -589,7 +593,11 @@ def render_text(doc: dict) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--table", default="marts.indicators", help="published table (default marts.indicators)")
+    parser.add_argument("--table", default="marts.indicators",
+                        help="published table (default marts.indicators; also marts.internal_benchmark, "
+                             "marts.financial_ratios, marts.concern_benchmark, marts.concern_summary, "
+                             "marts.casemix_adjusted, marts.not_on_track_counts, marts.feedback_backtest, "
+                             "marts.expected_course)")
     parser.add_argument("--concern", help="concern id (omit for level all)")
     parser.add_argument("--level", choices=["therapist", "location", "concern", "all"], default="concern")
     parser.add_argument("--unit", help="therapist, location or concern id (default: the concern); "

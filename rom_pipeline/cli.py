@@ -1,4 +1,4 @@
-"""`rom-pipeline`: run the pipeline, explain a figure, generate synthetic deliveries."""
+"""`rom-pipeline`: run the pipeline, explain a figure, generate synthetic deliveries, benchmark."""
 from __future__ import annotations
 
 import argparse
@@ -84,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     dictionary.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
     dictionary.set_defaults(func=_dictionary)
 
+    from rom_pipeline.bench.cli import register as register_bench
     from rom_pipeline.explain import register as register_explain
+
+    register_bench(commands)
 
     register_explain(commands)
 

@@ -17,6 +17,9 @@ work database instead (all levels, but only when no run is writing it).
 ``--table marts.caseload_review`` (``--concern C --level therapist|location --unit ID --period YEAR``, optionally
 ``--indicator <dimension>`` and ``--category``) explains the caseload review's case-mix shares and "all 100%" flag
 as the latest run left them; with ``--db work`` from the episodes behind them (rom_pipeline/explain_caseload.py).
+``--table marts.feedback_backtest`` (``--concern C`` or ``--level all``) and ``--table marts.expected_course``
+(``--unit <intake band> --period <session bin>``) explain the back-test and the expected course of the
+not-on-track feedback as the latest run left them (rom_pipeline/explain_feedback.py; docs/feedback.md).
 """
 from __future__ import annotations
 
@@ -32,7 +35,9 @@ import duckdb
 
 from rom_pipeline.explain_benchmarks import explain_benchmark, render_benchmark_text
 from rom_pipeline.explain_caseload import CASELOAD_TABLE, explain_caseload, render_caseload_text
-from rom_pipeline.explain_feedback import explain_not_on_track, render_not_on_track_text
+from rom_pipeline.explain_feedback import (BACKTEST_TABLE, COURSE_TABLE, explain_backtest, explain_expected_course,
+                                           explain_not_on_track, render_backtest_text, render_expected_course_text,
+                                           render_not_on_track_text)
 from rom_pipeline.explain_casemix import explain_casemix, render_casemix_text
 from rom_pipeline.indicators import CatalogueError, Indicator, parse_catalogue
 
@@ -317,6 +322,9 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
     if table == CASELOAD_TABLE:
         return explain_caseload_table(con, concern=concern, level=level, unit=unit, period=period,
                                       dimension=indicator, category=category, run=run)
+    if table in (BACKTEST_TABLE, COURSE_TABLE):
+        return explain_feedback_table(con, table=table, concern=concern, level=level, unit=unit, period=period,
+                                      indicator=indicator, run=run)
     if table == "marts.indicators" and aggregation is None:
         aggregation = "episodes"
     if table in ("marts.concern_benchmark", "marts.concern_summary") and aggregation is None:
@@ -472,6 +480,25 @@ def explain_caseload_table(con, *, concern: str | None, level: str | None, unit:
     return doc
 
 
+def explain_feedback_table(con, *, table: str, concern: str | None, level: str | None, unit: str | None,
+                           period: str | None, indicator: str | None, run: str | None) -> dict:
+    """marts.feedback_backtest (--concern C or --level all; --indicator sensitivity|precision, default both) or
+    marts.expected_course (--unit <intake band>, --period <session bin>, --indicator <percentile>, default all).
+    Both are rebuilt every run and not versioned in the audit trail: only the latest published run is explained."""
+    latest = resolve_run(con, None)
+    if run is not None and resolve_run(con, run)["run_id"] != latest["run_id"]:
+        raise ExplainError(f"{table} is rebuilt every run and not kept in the audit trail: only the latest "
+                           f"published run ({latest['run_id']}) can be explained")
+    tree = json.loads(latest["parameters_json"] or "{}").get("parameters", {})
+    if table == BACKTEST_TABLE:
+        doc = explain_backtest(con, tree, concern, level or "concern", indicator, ExplainError)
+    else:
+        doc = explain_expected_course(con, tree, unit, period, indicator, ExplainError)
+    doc["run"] = {k: latest[k] for k in ("run_id", "run_seq", "status", "trigger", "started_at", "finished_at",
+                                         "code_version", "git_commit", "source_sha256", "parameters_sha256")}
+    return doc
+
+
 def _fmt(value) -> str:
     if value is None:
         return "-"
@@ -507,6 +534,10 @@ def render_text(doc: dict) -> str:
             lines.insert(1, f"Run      {run['run_id']} (run {run['run_seq']}, {run['status']}, finished "
                             f"{run['finished_at']}; code {run['code_version']})")
         return "\n".join(lines)
+    if f["table"] == BACKTEST_TABLE:
+        return render_backtest_text(doc, _fmt)
+    if f["table"] == COURSE_TABLE:
+        return render_expected_course_text(doc, _fmt)
     lines = [
         f"Figure   {f['table']}: {f['indicator']} ({f['aggregation'] or '-'}) for {f['level']} {f['unit_id']}"
         f"{' of concern ' + f['concern_id'] if f['concern_id'] and f['level'] != 'concern' else ''}, "
@@ -598,17 +629,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--table", default="marts.indicators",
                         help="published table (default marts.indicators; also marts.internal_benchmark, "
                              "marts.financial_ratios, marts.concern_benchmark, marts.concern_summary, "
-                             "marts.casemix_adjusted, marts.not_on_track_counts, marts.caseload_review)")
+                             "marts.casemix_adjusted, marts.not_on_track_counts, marts.feedback_backtest, "
+                             "marts.expected_course, marts.caseload_review)")
     parser.add_argument("--concern", help="concern id (omit for level all)")
     parser.add_argument("--level", choices=["therapist", "location", "concern", "all"], default="concern")
-    parser.add_argument("--unit", help="therapist, location or concern id (default: the concern)")
+    parser.add_argument("--unit", help="therapist, location or concern id (default: the concern); "
+                                       "marts.expected_course: the intake band, e.g. 200-249")
     parser.add_argument("--period-type", choices=["month", "quarter", "year"], default="year")
-    parser.add_argument("--period", required=True, help="e.g. 2025-07, 2025-Q3, 2025 (marts.not_on_track_counts: "
-                                                        "the year of the export date; marts.caseload_review: the "
-                                                        "year by episode end date)")
-    parser.add_argument("--indicator", help="indicator (or ratio / benchmark indicator id); required except for "
-                                            "marts.caseload_review, where it is a dimension: diagnosis_group, "
-                                            "baseline_severity, referrer, care_type or total (default all)")
+    parser.add_argument("--period", help="e.g. 2025-07, 2025-Q3, 2025 (marts.not_on_track_counts: the year of the "
+                                         "export date; marts.caseload_review: the year by episode end date; "
+                                         "marts.expected_course: the session bin, e.g. 1-5; "
+                                         "not for marts.feedback_backtest)")
+    parser.add_argument("--indicator", help="indicator (or ratio / benchmark indicator id); marts.feedback_backtest: "
+                                            "sensitivity or precision (default both); marts.expected_course: a "
+                                            "percentile, e.g. 50 (default all); marts.caseload_review: a "
+                                            "dimension: diagnosis_group, baseline_severity, referrer, care_type or "
+                                            "total (default all)")
     parser.add_argument("--category", help="marts.caseload_review: one category of the --indicator dimension, "
                                            "e.g. depression")
     parser.add_argument("--aggregation", help="episodes (default for indicators) or mean_of_locations; the peer "
@@ -622,8 +658,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     unit = args.unit or (args.concern if args.level == "concern" else None)
-    if not args.indicator and args.table != CASELOAD_TABLE:
-        print(f"rom-pipeline explain: --indicator required for --table {args.table}", file=sys.stderr)
+    if args.table == COURSE_TABLE:
+        unit = args.unit
+    missing = [name for name, value, needed in (
+        ("--period", args.period, args.table != BACKTEST_TABLE),
+        ("--indicator", args.indicator, args.table not in (BACKTEST_TABLE, COURSE_TABLE, CASELOAD_TABLE))) if needed and not value]
+    if missing:
+        print(f"rom-pipeline explain: {' and '.join(missing)} required for --table {args.table}", file=sys.stderr)
         return 2
     try:
         con = open_database(args.db, Path(args.data_dir) if args.data_dir else None)

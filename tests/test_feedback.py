@@ -357,3 +357,114 @@ def test_explain_reproduces_a_locations_count_from_its_episodes(generated):
     assert "not_on_track_reason(latest, pre, expected, rc)" in text and "matches the published figure" in text
     assert hidden_doc["suppressed"] and hidden_doc["reproduced"]["matches"] is None
     assert "Value    suppressed" in render_text(hidden_doc)  # the published row (and its reason) is blanked
+
+
+# --- explain of marts.feedback_backtest and marts.expected_course (issue 12: every new figure in explain) ---
+
+def _tree(**outcomes) -> dict:
+    from rom_pipeline.config import load_parameters
+
+    tree = load_parameters().tree
+    for name, value in outcomes.items():
+        tree["outcomes"][name] = {"value": value}
+    return tree
+
+
+def test_explain_backtest_on_the_tiny_set_reproduces_both_shares(make):
+    """The tiny set of test_backtest_on_a_tiny_set: sensitivity 1/3 (D1 of D1, D2, N1), precision 2/3 (D1, U1 of
+    D1, U1, R1); both suppressed when published (3 episodes < min_n), the work database keeps the values."""
+    from rom_pipeline.explain import ExplainError, _fmt
+    from rom_pipeline.explain_feedback import explain_backtest, render_backtest_text
+
+    con, staging = make(backtest_folds=1)
+    closed(staging, "D1", 200, [(5, 235)], 240)
+    closed(staging, "D2", 200, [(5, 210)], 240)
+    closed(staging, "N1", 200, [], 240)
+    closed(staging, "U1", 200, [(5, 230)], 200)
+    closed(staging, "R1", 200, [(5, 231)], 120)
+    closed(staging, "R2", 200, [(5, 170)], 120)
+    build(con)
+    doc = explain_backtest(con, _tree(backtest_folds=1), "C1", "concern", None, ExplainError)
+    assert doc["shares"]["sensitivity"] == {"value": pytest.approx(100 / 3), "numerator": 1, "denominator": 3,
+                                            "suppressed": True, "suppression_reason": "n_below_min_n"}
+    assert (doc["shares"]["precision"]["numerator"], doc["shares"]["precision"]["denominator"]) == (2, 3)
+    assert doc["reproduced"]["sensitivity"] == {"numerator": 1, "denominator": 3, "value": pytest.approx(100 / 3),
+                                                "matches": True}
+    assert doc["reproduced"]["precision"] == {"numerator": 2, "denominator": 3, "value": pytest.approx(200 / 3),
+                                              "matches": True}
+    assert [e["episode_id"] for e in doc["episodes"] if e["flagged"]] == ["D1", "R1", "U1"]
+    assert all("client" not in k and "therapist" not in k for e in doc["episodes"] for k in e)
+    assert doc["parameters"]["backtest_folds"] == 1 and doc["parameters"]["not_on_track_percentile"] == 50
+    doc["run"] = {"run_id": "r", "run_seq": 1, "code_version": "x"}
+    text = render_backtest_text(doc, _fmt)
+    assert "not_on_track_reason(latest, pre, expected, rc)" in text and "suppressed (n_below_min_n)" in text
+    assert "Reproduced precision: 2 / 3" in text
+    with pytest.raises(ExplainError, match="its rows are: --concern C1, --level all"):
+        explain_backtest(con, _tree(), "C9", "concern", None, ExplainError)
+    with pytest.raises(ExplainError, match="sensitivity, precision"):
+        explain_backtest(con, _tree(), "C1", "concern", "recall", ExplainError)
+
+
+def test_explain_expected_course_recomputes_a_merged_cell(make):
+    """three_closed: bin 6-10 has two episodes (< 3), merged with 1-5: 3 episodes, scores 160 170 180 190 200,
+    p25 170, p50 180, p75 190 (test_expected_course_percentiles_by_hand)."""
+    from rom_pipeline.explain import ExplainError, _fmt
+    from rom_pipeline.explain_feedback import explain_expected_course, render_expected_course_text
+
+    con, staging = make(**COURSE_PARAMETERS)
+    three_closed(staging)
+    build(con)
+    tree = _tree(**COURSE_PARAMETERS)
+    doc = explain_expected_course(con, tree, "200-249", "6-10", None, ExplainError)
+    assert doc["merged"] and "expected_course_min_episodes = 3" in doc["merged_because"]
+    assert (doc["cell"]["cell_from_bin"], doc["cell"]["n_episodes"], doc["cell"]["n_measurements"]) == ("1-5", 3, 5)
+    assert doc["cell"]["suppression_reason"] == "n_below_min_n"
+    assert sorted(m["score"] for m in doc["measurements"]) == [160, 170, 180, 190, 200]
+    assert doc["reproduced"]["percentiles"] == {25: {"value": 170, "matches": True},
+                                                50: {"value": 180, "matches": True},
+                                                75: {"value": 190, "matches": True}}
+    assert (doc["reproduced"]["n_episodes"], doc["reproduced"]["n_measurements"]) == (3, 5)
+    one_to_five = explain_expected_course(con, tree, "200-249", "1-5", "p50", ExplainError)
+    assert not one_to_five["merged"] and one_to_five["reproduced"]["percentiles"] == {50: {"value": 190,
+                                                                                           "matches": True}}
+    doc["run"] = {"run_id": "r", "run_seq": 1, "code_version": "x"}
+    assert "p50: quantile_cont = 180 -> matches the published figure" in render_expected_course_text(doc, _fmt)
+    with pytest.raises(ExplainError, match="its bands are: 200-249"):
+        explain_expected_course(con, tree, "100-149", "1-5", None, ExplainError)
+    with pytest.raises(ExplainError, match="band 200-249 has the bins: 0, 1-5, 6-10, 11\\+"):
+        explain_expected_course(con, tree, "200-249", "2-5", None, ExplainError)
+    with pytest.raises(ExplainError, match="the percentiles are: 25, 50, 75"):
+        explain_expected_course(con, tree, "200-249", "1-5", "p90", ExplainError)
+
+
+def test_explain_cli_on_the_backtest_and_the_expected_course_of_a_generated_set(generated, capsys):
+    from rom_pipeline.cli import main
+
+    run, _, pipeline = generated
+    work = run.work()
+    published = one(work, "SELECT * FROM marts.feedback_backtest WHERE level = 'all'")
+    cell = one(work, """SELECT intake_band, session_bin, score, n_measurements FROM marts.expected_course
+                        WHERE NOT suppressed AND percentile = 50 ORDER BY n_measurements DESC LIMIT 1""")
+    work.close()
+    base = ["explain", "--data-dir", str(pipeline.data_dir)]
+    assert main([*base, "--db", "work", "--table", "marts.feedback_backtest", "--level", "all",
+                 "--format", "json"]) == 0
+    doc = __import__("json").loads(capsys.readouterr().out)
+    assert doc["reproduced"]["sensitivity"]["matches"] and doc["reproduced"]["precision"]["matches"]
+    assert doc["reproduced"]["sensitivity"]["value"] == pytest.approx(published["sensitivity"])
+    assert (doc["reproduced"]["precision"]["numerator"], doc["reproduced"]["precision"]["denominator"]) == (
+        published["n_flagged_not_improved"], published["n_flagged"])
+    assert len(doc["episodes"]) == published["n_episodes"]
+    # The published warehouse: the row and the rule, the episodes only with --db work.
+    assert main([*base, "--table", "marts.feedback_backtest", "--level", "all"]) == 0
+    text = capsys.readouterr().out
+    assert "sensitivity" in text and "add --db work" in text
+    assert main([*base, "--db", "work", "--table", "marts.expected_course", "--unit", cell["intake_band"],
+                 "--period", cell["session_bin"], "--indicator", "50"]) == 0
+    text = capsys.readouterr().out
+    assert f"p50: quantile_cont = {cell['score']:.4f}".rstrip("0").rstrip(".") in text
+    assert "matches the published figure" in text and "DOES NOT MATCH" not in text
+    assert main([*base, "--table", "marts.expected_course", "--unit", "nonsense", "--period", "1-5"]) == 2
+    assert "its bands are: " in capsys.readouterr().err
+    assert main([*base, "--table", "marts.feedback_backtest", "--concern", "C999"]) == 2
+    assert "its rows are: --concern C" in capsys.readouterr().err

@@ -38,8 +38,11 @@ def generate_deliveries(out_dir: str | os.PathLike, *, concerns: int = 3, episod
                         export_date: str = DEFAULT_EXPORT_DATE, defect_rate: float = 0.0,
                         total_only_share: float = 0.15, items: bool = True, extra_reference_concerns: int = 20,
                         include_seed_concern: bool = False, progress: TextIO | None = None,
-                        truth: str | os.PathLike | None = None) -> dict:
+                        truth: str | os.PathLike | None = None, only_concerns: frozenset[str] | None = None) -> dict:
     """Write ``concerns`` deliveries with ``episodes`` episodes in total, and the reference inputs.
+
+    ``only_concerns``: write only these concerns' deliveries (e.g. ``{"C001"}``), byte for byte as
+    the full set would have them; the bench makes one concern's next-night delivery this way.
 
     Returns a summary: per concern its delivery directory, manifest file entries
     and injected defect counts; the reference files' row counts; and the defect
@@ -59,12 +62,17 @@ def generate_deliveries(out_dir: str | os.PathLike, *, concerns: int = 3, episod
     counts = split_episodes(plan_rng, episodes, concerns)
     names = catalog.concern_names(plan_rng, concerns + extra_reference_concerns)
     built = [build_concern(seed, i, f"C{i + 1:03d}", names[i], counts[i]) for i in range(concerns)]
-    meter = Progress(episodes, progress)
+    if only_concerns is not None:
+        unknown = set(only_concerns) - {c.concern_id for c in built}
+        if unknown:
+            raise ValueError(f"only_concerns: no such concern in this set: {', '.join(sorted(unknown))}")
+    written = [(index, c) for index, c in enumerate(built) if only_concerns is None or c.concern_id in only_concerns]
+    meter = Progress(sum(c.n_episodes for _, c in written), progress)
     item_samplers = samplers(seed) if items else None
     truth_rows: list[list[str]] | None = [] if truth is not None else None
     delivered = [_write_delivery(out, concern, index, export, seed, item_samplers, total_only_share,
                                  defect_rate, meter, truth_rows)
-                 for index, concern in enumerate(built)]
+                 for index, concern in written]
     if truth is not None:
         _write_truth(Path(truth), truth_rows)
     meter.finish()

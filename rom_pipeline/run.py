@@ -291,7 +291,11 @@ def run_pipeline(quiet: bool = False, reports: bool = True, verbose: bool = Fals
 
     logging.getLogger("dagster").setLevel(logging.CRITICAL)
     export_dir, data_dir = resolved_paths()
-    problem = preflight(parameters=False) or _export_root_problem(export_dir)
+    # The catalogue check (1-2 s) runs inside the lock, after the quiet-night verdict, which may skip it; a
+    # data dir without a work database cannot have a quiet night, so there it runs first and a bad
+    # catalogue leaves the data dir as it was (not even a lock file).
+    first_run = not (data_dir / "work.duckdb").exists()
+    problem = preflight(parameters=first_run) or _export_root_problem(export_dir)
     if problem:
         print(f"rom-pipeline run: NOT started: {problem}", file=sys.stderr)
         return 2

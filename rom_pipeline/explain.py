@@ -40,6 +40,7 @@ from rom_pipeline.explain_feedback import (BACKTEST_TABLE, COURSE_TABLE, explain
                                            render_not_on_track_text)
 from rom_pipeline.explain_casemix import explain_casemix, render_casemix_text
 from rom_pipeline.indicators import CatalogueError, Indicator, parse_catalogue
+from rom_pipeline.lib.query import rows as _rows
 
 BENCHMARK_TABLES = ("marts.financial_ratios", "marts.concern_benchmark", "marts.concern_summary")
 CASEMIX_TABLE = "marts.casemix_adjusted"
@@ -79,12 +80,6 @@ def open_database(db: str | None, data_dir: Path | None = None) -> duckdb.DuckDB
     except duckdb.IOException as exc:
         raise ExplainError(f"cannot open {path}: {exc} (a pipeline run may be writing it; "
                            "read the published warehouse instead)") from None
-
-
-def _rows(con, sql: str, params: list | None = None) -> list[dict]:
-    cur = con.execute(sql, params or [])
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, row)) for row in cur.fetchall()]
 
 
 def _one(con, sql: str, params: list | None = None) -> dict | None:

@@ -19,14 +19,9 @@ from functools import lru_cache
 
 from rom_pipeline.lib.sqltext import literal
 from rom_pipeline.paths import SQL_DIR
+from rom_pipeline.lib.query import rows as _rows
 
 Z_NOISE = 1e-9  # a spread below 1e-9 of the mean is rounding noise: no z (as the SQL models)
-
-
-def _rows(con, sql: str, params: list | None = None) -> list[dict]:
-    cur = con.execute(sql, params or [])
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, row)) for row in cur.fetchall()]
 
 
 def _published(con, run_seq: int, table: str, figure: str, year: str, aggregation: str | None) -> list[dict]:

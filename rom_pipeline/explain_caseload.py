@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 
 from rom_pipeline.config import MACROS_DIR
+from rom_pipeline.lib.query import rows as _rows, has_table as _has_table
 
 CASELOAD_TABLE = "marts.caseload_review"
 DIMENSIONS = ("diagnosis_group", "baseline_severity", "referrer", "care_type", "total")
@@ -31,17 +32,6 @@ SUPPRESSION_RULE = ("small_number_reason(n_unit): n_unit < min_n -> n_below_min_
 FLAG_RULE = ("all_complete_at_100 (therapist rows, dimension total): n_complete >= min_n AND n_complete_at_100 = "
              "n_complete, with n_complete = the closed episodes with complete SCL90 scores in the year and "
              "n_complete_at_100 = those with pct_improvement = 100; NULL on location rows")
-
-
-def _rows(con, sql: str, params: list | None = None) -> list[dict]:
-    cur = con.execute(sql, params or [])
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, row)) for row in cur.fetchall()]
-
-
-def _has_table(con, schema: str, table: str) -> bool:
-    return con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                       [schema, table]).fetchone()[0] > 0
 
 
 def _values(con, column: str, where: str, params: list) -> list[str]:

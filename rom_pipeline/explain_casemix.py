@@ -11,6 +11,7 @@ value reproduced too. Rules: docs/outcome-rules.md s12.
 from __future__ import annotations
 
 import json
+from rom_pipeline.lib.query import rows as _rows, has_table as _has_table
 
 INTERVAL_FORMULA = ("difference = observed - expected; se = sqrt(sum(var_i) / n^2 + mean(se_i)^2) with var_i the "
                     "spread of episode i around its expectation (OLS residual variance; 100^2 p_i (1 - p_i) for a "
@@ -19,17 +20,6 @@ INTERVAL_FORMULA = ("difference = observed - expected; se = sqrt(sum(var_i) / n^
 EXPECTED_COLUMN = {"mean_improvement": ("expected_improvement", 1.0), "pct_recovered": ("p_recovered", 100.0),
                    "pct_improved": ("p_improved", 100.0), "pct_unchanged": ("p_unchanged", 100.0),
                    "pct_deteriorated": ("p_deteriorated", 100.0)}
-
-
-def _rows(con, sql: str, params: list | None = None) -> list[dict]:
-    cur = con.execute(sql, params or [])
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, row)) for row in cur.fetchall()]
-
-
-def _has_table(con, schema: str, table: str) -> bool:
-    return con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                       [schema, table]).fetchone()[0] > 0
 
 
 def _models(con, run_seq: int, model_ids: list[str]) -> list[dict]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 
+from rom_pipeline.lib.query import has_table, rows as _rows
+
 RULE = ("not_on_track_reason(latest, pre, expected, rc): latest - pre > rc -> reliably_worse; else "
         "latest - expected > rc -> above_expected_course; else on track (strictly: exactly at the margin is on "
         "track). expected = the not_on_track_percentile of the expected course (marts.expected_course) for the "
@@ -110,18 +112,6 @@ COURSE_RULE = ("Per intake band (severity_band of the SCL90 pre-score) and sessi
                "do not reach it, the cell has no percentiles (no_course). Suppressed: fewer than min_n episodes.")
 
 
-def _rows(con, sql: str, params: list | None = None) -> list[dict]:
-    cur = con.execute(sql, params or [])
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
-
-
-def _has_table(con, table: str) -> bool:
-    schema, name = table.split(".")
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                            [schema, name]).fetchone()[0])
-
-
 def feedback_parameters(tree: dict) -> dict:
     outcomes = tree.get("outcomes", {})
     rc = tree.get("reliable_change", {})
@@ -142,7 +132,7 @@ def _share(numerator: int, denominator: int) -> float | None:
 def explain_backtest(con, tree: dict, concern: str | None, level: str, figure: str | None, error) -> dict:
     """The back-test row of a concern (level concern) or of all concerns (level all), with its episodes when the
     database has them (--db work). ``error`` is the exception class to raise for a bad value."""
-    if not _has_table(con, BACKTEST_TABLE):
+    if not has_table(con, *BACKTEST_TABLE.split(".")):
         raise error(f"{BACKTEST_TABLE} is not in this database (has the pipeline published the feedback?)")
     if figure not in (None, *BACKTEST_FIGURES):
         raise error(f"{BACKTEST_TABLE} has the figures {', '.join(BACKTEST_FIGURES)} (or omit --indicator for both); "
@@ -166,7 +156,7 @@ def explain_backtest(con, tree: dict, concern: str | None, level: str, figure: s
         reason = row[f"{name}_suppression_reason"]
         out["shares"][name] = {"value": row[name], "numerator": row[num], "denominator": row[den],
                                "suppressed": reason is not None, "suppression_reason": reason}
-    if not _has_table(con, "outcomes.feedback_backtest_episodes"):
+    if not has_table(con, "outcomes", "feedback_backtest_episodes"):
         out["note"] = ("the episodes behind the back-test are in the work database only (outcomes."
                        "feedback_backtest_episodes): add --db work to list them and reproduce the shares")
         return out
@@ -205,7 +195,7 @@ def explain_expected_course(con, tree: dict, band: str | None, session_bin: str 
                             error) -> dict:
     """A cell (intake band x session bin) of the expected course, with the measurements behind its
     percentiles when the database has them (--db work), recomputed with quantile_cont."""
-    if not _has_table(con, COURSE_TABLE):
+    if not has_table(con, *COURSE_TABLE.split(".")):
         raise error(f"{COURSE_TABLE} is not in this database (has the pipeline published the feedback?)")
     cells = _bin_labels(con)
     bands = sorted({b for b, _ in cells})
@@ -240,7 +230,7 @@ def explain_expected_course(con, tree: dict, band: str | None, session_bin: str 
                            f"{parameters['expected_course_min_episodes']} closed episodes: merged with the preceding "
                            f"bins from {first['cell_from_bin']}") if merged else None,
     }
-    if not _has_table(con, "outcomes.scl90_course"):
+    if not has_table(con, "outcomes", "scl90_course"):
         out["note"] = ("the measurements behind the expected course are in the work database only (outcomes."
                        "scl90_course): add --db work to list them and recompute the percentiles")
         return out

@@ -410,6 +410,23 @@ def test_suppression_threshold_is_a_parameter(tmp_path):
     connection.close()
 
 
+def test_therapist_figures_take_no_part_in_complementary_suppression(tmp_path):
+    """docs/outcome-rules.md: therapist figures are not shared, so no therapist is hidden for
+    another's sake. At min_n 2, month 2025-07 of n_closed has one hidden therapist figure (T1 in
+    C2, 1 episode) beside three shown ones (T1 5, T2 5, T3 2); the smallest shown (T3) stays shown."""
+    connection = connect(tmp_path / "work.duckdb")
+    build_case(Staging(connection))
+    connection.execute("SET VARIABLE min_n = 2")
+    build_outcomes(connection)
+    month = connection.execute("""
+        SELECT unit_id, n, suppression_reason FROM marts.indicators
+        WHERE level = 'therapist' AND indicator = 'n_closed' AND period = '2025-07' ORDER BY n""").fetchall()
+    assert month == [("T1", 1, "n_below_min_n"), ("T3", 2, None), ("T1", 5, None), ("T2", 5, None)]
+    assert connection.execute("SELECT count(*) FROM marts.indicator_aggregates WHERE level = 'therapist' "
+                              "AND suppression_reason = 'complementary'").fetchone()[0] == 0
+    connection.close()
+
+
 # --- case-mix breakdowns -------------------------------------------------------------------------
 
 def test_breakdown_by_therapist_experience(con):

@@ -352,7 +352,8 @@ own_reasons AS (
     -- Primary suppression, on the figure's own numbers: fewer than min_n episodes; a
     -- percentage whose numerator, or whose complement (n - numerator), is a count from 1
     -- to min_count_published - 1 (value x n would give that count back); one therapist's
-    -- category.
+    -- category. figure_row numbers the rows so that the complementary passes below can
+    -- work on a narrow copy and hand their reasons back by it.
     SELECT
         i.*,
         th.n_therapists,
@@ -361,12 +362,23 @@ own_reasons AS (
             CASE WHEN i.kind = 'percentage' THEN small_count_reason(i.numerator, i.n) END,
             CASE WHEN th.n_therapists < getvariable('min_therapists_per_category')
                  THEN 'therapists_below_min' END
-        ) AS reason
+        ) AS reason,
+        row_number() OVER () AS figure_row
     FROM episode_intervals AS i
     LEFT JOIN therapists_per_experience AS th
       ON i.dimension = 'therapist_experience' AND th.concern_id = i.concern_id AND th.level = i.level
      AND th.unit_id = i.unit_id AND th.period_type = i.period_type AND th.period = i.period
      AND th.category = i.category
+),
+
+shared_reasons_0 AS (
+    -- What complementary suppression needs of the shared figures, and nothing more:
+    -- therapist figures are not in the shared outputs, so they take no part in it
+    -- (docs/outcome-rules.md), and the windows below sort narrow rows, not wide ones
+    -- (issue 11: on wide rows of every level they were most of this model's time).
+    SELECT figure_row, level, concern_id, unit_id, period_type, period, dimension, category, indicator, n, reason
+    FROM own_reasons
+    WHERE level <> 'therapist'
 ),
 
 {#- Complementary suppression in rounds: hiding a sibling for one total can leave another
@@ -376,7 +388,7 @@ own_reasons AS (
     no_single_hidden_part lists what remains. #}
 {%- set rounds = 2 %}
 {%- for round in range(1, rounds + 1) %}
-{%- set previous = "own_reasons" if round == 1 else "after_categories_" ~ (round - 1) %}
+{%- set previous = "shared_reasons_" ~ (round - 1) %}
 after_levels_{{ round }} AS (
     -- Complementary suppression over the levels: a shown parent (a concern; all
     -- concerns) with exactly one hidden part (a location; a concern) would give that
@@ -402,7 +414,7 @@ after_levels_{{ round }} AS (
      AND parent.category = r.category AND parent.indicator = r.indicator
 ),
 
-after_categories_{{ round }} AS (
+shared_reasons_{{ round }} AS (
     -- The same over the categories of a breakdown: a unit's shown total with exactly
     -- one hidden category gives that category back.
     SELECT
@@ -425,8 +437,9 @@ after_categories_{{ round }} AS (
 ),
 {% endfor %}
 suppressed_statistics AS (
-    SELECT * EXCLUDE (reason), reason AS suppression_reason
-    FROM after_categories_{{ rounds }}
+    SELECT o.* EXCLUDE (reason, figure_row), coalesce(s.reason, o.reason) AS suppression_reason
+    FROM own_reasons AS o
+    LEFT JOIN shared_reasons_{{ rounds }} AS s USING (figure_row)
 ),
 -- END suppression ------------------------------------------------------------
 

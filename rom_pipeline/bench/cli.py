@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import report
-from .scenarios import ORDER, Bench
+from .scenarios import ORDER, Bench, duckdb_bounds
 from .tiers import DEFAULT_WORKDIR, TIERS, delivery_set, ensure_deliveries, fresh_runs_dir
 
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     command = "rom-pipeline bench " + _describe(args)
     info = {"machine": report.machine(), "commit": report.git_commit(), "started": report.now(),
-            "load_before": report.load()}
+            "load_before": report.load(), "duckdb_bounds": duckdb_bounds()}
     fresh_runs_dir(ds)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = args.json.with_suffix("") if args.json else ds.root / "results" / stamp

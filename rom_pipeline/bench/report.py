@@ -150,6 +150,7 @@ def render(ds, summary: dict, results: list[ScenarioResult], command: str, info:
         f"command: {command}",
         f"machine: {info['machine']['machine']}, {info['machine']['cores']} cores, {info['machine']['memory_gib']} GiB, "
         f"Python {info['machine']['python']}, DuckDB {info['machine']['duckdb']}; code {info['commit']}",
+        f"DuckDB bounds: {info.get('duckdb_bounds') or 'the defaults'}",
         f"load average (1, 5, 15 min): before {info['load_before']}, after {info['load_after']}; "
         f"{info['started']} - {info['finished']}",
         "",

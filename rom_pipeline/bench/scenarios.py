@@ -12,7 +12,8 @@ quiet and redelivery need the state a full run leaves: asked for without `full`,
 it first as an unreported preparation. Every run reads the same export root,
 ``runs/exports``, hard links to the cached set (the re-delivery is linked in before its night).
 Each pipeline run gets the environment of a cron job: ROM_EXPORT_DIR, ROM_DATA_DIR and a bench
-pseudonym key, no other ROM_* setting (defaults: memory limit, PDFs on) and no DAGSTER_HOME.
+pseudonym key, and the DuckDB bounds (ROM_DUCKDB_MEMORY_LIMIT, _THREADS, _MAX_TEMP_SIZE) if the bench's
+own environment sets them: no other ROM_* setting (PDFs on) and no DAGSTER_HOME.
 """
 from __future__ import annotations
 
@@ -139,8 +140,16 @@ def _cli() -> list[str]:
     return [str(cli)] if cli.exists() else [sys.executable, "-m", "rom_pipeline.cli"]
 
 
+def duckdb_bounds() -> dict[str, str]:
+    """The machine's DuckDB bounds as the bench's environment sets them: passed on to every run, and reported."""
+    from rom_pipeline.resources import MAX_TEMP_SIZE_ENV, MEMORY_LIMIT_ENV, THREADS_ENV
+
+    return {k: os.environ[k] for k in (MEMORY_LIMIT_ENV, THREADS_ENV, MAX_TEMP_SIZE_ENV) if os.environ.get(k)}
+
+
 def run_env(export_dir: Path, data_dir: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROM_") and k != "DAGSTER_HOME"}
+    env.update(duckdb_bounds())
     env.update(ROM_EXPORT_DIR=str(export_dir), ROM_DATA_DIR=str(data_dir), ROM_PSEUDONYM_KEY=BENCH_KEY,
                PYTHONUNBUFFERED="1")
     return env

@@ -24,6 +24,10 @@ from typing import Any
 import duckdb
 
 from rom_pipeline.lib import warehouse_reader
+from rom_pipeline.lib.audience import period_types_sql
+
+# The periods a manager package shows of its therapists (rom_pipeline/lib/audience.py).
+MANAGER_PERIODS = period_types_sql()
 
 REQUIRED_SHARED_TABLES = [
     "staging.annual_reports", "staging.locations", "marts.financial_ratios", "marts.concern_benchmark",
@@ -286,20 +290,20 @@ class ManagerSource:
 
     def therapist_benchmark(self, concern_id: str) -> list[dict]:
         """Every therapist of the concern, year and quarter (values kept when suppressed: flagged, not hidden)."""
-        return _rows(self.con, """
+        return _rows(self.con, f"""
             SELECT unit_id, period_type, period, indicator, value, n, ci_low, ci_high,
                    coalesce(suppressed, false) AS suppressed, value_type, organisation_value, deviation, z,
                    target, target_met, funnel_centre, funnel_sd, funnel_95_low, funnel_95_high,
                    funnel_998_low, funnel_998_high, outside_funnel_95, outside_funnel_998
             FROM marts.internal_benchmark
-            WHERE concern_id = ? AND level = 'therapist' AND period_type IN ('year', 'quarter')""", [concern_id])
+            WHERE concern_id = ? AND level = 'therapist' AND period_type IN {MANAGER_PERIODS}""", [concern_id])
 
     def therapist_counts(self, concern_id: str) -> list[dict]:
         """n_closed per therapist and period (the benchmark leaves this volume out)."""
-        return _rows(self.con, """
+        return _rows(self.con, f"""
             SELECT unit_id, period_type, period, n FROM marts.indicators
             WHERE concern_id = ? AND level = 'therapist' AND indicator = 'n_closed'
-              AND period_type IN ('year', 'quarter') AND aggregation = 'episodes'""", [concern_id])
+              AND period_type IN {MANAGER_PERIODS} AND aggregation = 'episodes'""", [concern_id])
 
     # --- not-on-track feedback (docs/feedback.md): episode rows, for the manager packages only ---------
     def flagged_episodes(self, concern_id: str) -> list[dict]:
@@ -337,7 +341,7 @@ class ManagerSource:
             return []
         return _rows(self.con, f"""
             SELECT {CASEMIX_COLUMNS} FROM marts.casemix_adjusted
-            WHERE concern_id = ? AND level = 'therapist' AND period_type IN ('year', 'quarter')""", [concern_id])
+            WHERE concern_id = ? AND level = 'therapist' AND period_type IN {MANAGER_PERIODS}""", [concern_id])
 
     def caseload_review(self, concern_id: str) -> list[dict]:
         """The caseload review (marts.caseload_review, docs/reports.md): per therapist and location and year,

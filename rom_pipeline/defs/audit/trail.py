@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
+from rom_pipeline.lib.audience import published_somewhere_sql
 from rom_pipeline.lib.concern_scope import PENDING_DDL, clear_pending, read_scope
 from rom_pipeline.lib.sqlfiles import SqlModel
 from rom_pipeline.lib.sqltext import in_list, literal
@@ -80,7 +81,10 @@ VERSIONED = ["run_inputs", "published_figures", "figure_episodes", "quarantine_l
 
 @dataclass(frozen=True)
 class FigureSource:
-    """How the rows of one published table become figures: SQL expressions over its columns."""
+    """How the rows of one published table become figures: SQL expressions over its columns.
+
+    ``published``: the rows some output publishes (default: all); the others are not figures of the trail.
+    """
 
     table: str
     figure: str
@@ -92,13 +96,19 @@ class FigureSource:
     value: str = "value"
     n: str = "NULL"
     suppressed: str = "false"
+    published: str = "true"
 
+
+# Tables with therapist rows record those a manager package or the warehouse shows (lib/audience.py).
+_PUBLISHED = published_somewhere_sql()
 
 FIGURE_SOURCES = [
     FigureSource("marts.indicators", figure="indicator", aggregation="aggregation", level="level",
-                 unit_id="unit_id", period_type="period_type", period="period", n="n", suppressed="suppressed"),
+                 unit_id="unit_id", period_type="period_type", period="period", n="n", suppressed="suppressed",
+                 published=_PUBLISHED),
     FigureSource("marts.internal_benchmark", figure="indicator", aggregation="'internal_benchmark'", level="level",
-                 unit_id="unit_id", period_type="period_type", period="period", n="n", suppressed="suppressed"),
+                 unit_id="unit_id", period_type="period_type", period="period", n="n", suppressed="suppressed",
+                 published=_PUBLISHED),
     FigureSource("marts.concern_benchmark", figure="indicator_id", aggregation="peer_group", n="n"),
     FigureSource("marts.concern_summary", figure="'summary_z:' || cluster", aggregation="peer_group",
                  value="summary_z", n="n_indicators"),
@@ -111,7 +121,7 @@ FIGURE_SOURCES = [
     # run's coefficients stay in the trail although marts.casemix_models is rebuilt each run.
     FigureSource("marts.casemix_adjusted", figure="indicator", aggregation="'casemix_adjusted'", level="level",
                  unit_id="unit_id", period_type="period_type", period="period", value="difference", n="n",
-                 suppressed="suppressed"),
+                 suppressed="suppressed", published=_PUBLISHED),
     FigureSource("marts.casemix_models", figure="model || ':' || coalesce(equation, '') || ':' || term",
                  aggregation="model_id", level="left_out_level",
                  unit_id="coalesce(left_out_location_id, left_out_concerns)", period_type="NULL", period="NULL",
@@ -244,7 +254,7 @@ def _figures_select(con) -> str:
                    ({s.aggregation})::VARCHAR AS aggregation, ({s.value})::DOUBLE AS value, ({s.n})::BIGINT AS n,
                    coalesce(({s.suppressed})::BOOLEAN, false) AS suppressed, t.rowid AS source_rowid,
                    {_canonical_hash(con, s.table)} AS figure_sha256
-            FROM {s.table} AS t""")
+            FROM {s.table} AS t WHERE {s.published}""")
     return " UNION ALL ".join(parts)
 
 

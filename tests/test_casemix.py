@@ -66,6 +66,35 @@ def test_expected_improvement_is_the_other_concerns_regression_line():
     assert {m.model for _, m in fitted} == {cm.OLS_MODEL, cm.MNLOGIT_MODEL}
 
 
+def test_a_capped_fit_is_the_regression_line_of_a_stable_sample():
+    """casemix_max_training_episodes (issue 11): past the cap a model is fitted on the episodes first
+    by a hash of concern and episode id: exactly that many (n_obs), the same ones every night and
+    whatever order the episodes come in, and its line is numpy.polyfit's on those episodes."""
+    rng = np.random.default_rng(5)
+    pre_b = rng.integers(150, 330, 400)
+    y_b = 95 - 0.3 * (pre_b - 150) + rng.normal(0, 8, 400)
+    pre_a = np.array([160, 200, 250, 300])
+    raw = pd.concat([_frame("A", pre_a, [0, 0, 0, 0]), _frame("B", pre_b, y_b)])
+    frame = cm.prepare(raw, AGES)
+    expected, fitted = cm.judge(frame, cm.Design.of(frame), min_training=100, max_models=25, max_training=150)
+    ols = [m for _, m in fitted if m.model == cm.OLS_MODEL]
+    assert [m.n_obs for m in ols] == [150]
+    b = frame[frame.concern_id == "B"]
+    order = cm.stable_order(b)
+    chosen = b.iloc[np.sort(np.argsort(order, kind="stable")[:150])]
+    slope, intercept = np.polyfit(chosen["pre_score"].to_numpy(float), chosen["pct_improvement"].to_numpy(float), 1)
+    a = expected[expected.concern_id == "A"].sort_values("episode_id")
+    np.testing.assert_allclose(a["expected_improvement"], intercept + slope * pre_a, rtol=1e-10)
+    shuffled = cm.prepare(raw.sample(frac=1, random_state=1), AGES)
+    again, _ = cm.judge(shuffled, cm.Design.of(shuffled), min_training=100, max_models=25, max_training=150)
+    np.testing.assert_allclose(again[again.concern_id == "A"].sort_values("episode_id")["expected_improvement"],
+                               a["expected_improvement"], rtol=1e-10)
+    uncapped, _ = cm.judge(frame, cm.Design.of(frame), min_training=100, max_models=25, max_training=1000)
+    full_slope, full_intercept = np.polyfit(pre_b, y_b, 1)
+    np.testing.assert_allclose(uncapped[uncapped.concern_id == "A"].sort_values("episode_id")["expected_improvement"],
+                               full_intercept + full_slope * pre_a, rtol=1e-10)
+
+
 def test_a_level_seen_only_in_the_left_out_unit_counts_as_the_reference():
     """A's referrer 'self' occurs nowhere else: left out of A's model, A predicted as the reference (gp)."""
     rng = np.random.default_rng(3)

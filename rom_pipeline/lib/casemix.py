@@ -277,14 +277,32 @@ EXPECTED_COLUMNS = ["concern_id", "episode_id", "model_id", "left_out_level", "e
                     "expected_improvement_se", "improvement_variance", *[f"p_{c}" for c in CATEGORIES]]
 
 
+def stable_order(frame: pd.DataFrame) -> np.ndarray:
+    """A key per episode that orders them the same way every night (a hash of concern and episode id)."""
+    ids = (frame["concern_id"].astype(str) + "/" + frame["episode_id"].astype(str)).to_numpy(dtype=object)
+    return pd.util.hash_array(ids, categorize=False)
+
+
+def training_rows(train: np.ndarray, order: np.ndarray, max_training: int | None) -> np.ndarray:
+    """The rows a model is fitted on: every ``train`` row, or past ``max_training`` the ones first in
+    ``order`` (:func:`stable_order`): a sample that stays the same as long as the episodes do."""
+    rows = np.flatnonzero(train)
+    if max_training is None or len(rows) <= max_training:
+        return rows
+    return np.sort(rows[np.argpartition(order[rows], max_training - 1)[:max_training]])
+
+
 def judge(frame: pd.DataFrame, design: Design, min_training: int, max_models: int,
-          log=lambda message: None) -> tuple[pd.DataFrame, list[tuple[LeftOut, FittedModel]]]:
+          log=lambda message: None, max_training: int | None = None
+          ) -> tuple[pd.DataFrame, list[tuple[LeftOut, FittedModel]]]:
     """Fit every model of :func:`plan` and predict its left-out episodes.
 
     ``frame``: one row per complete episode (prepared by :func:`prepare`), with
     ``pct_improvement`` and ``reliable_change`` (NULL when the episode has no category).
     Returns one row per judged episode (``EXPECTED_COLUMNS``) and the fitted models.
     The multinomial fits start from a fit on every episode (warm start: fewer iterations).
+    ``max_training`` caps each fit's episodes by a stable sample (:func:`training_rows`), so the
+    cost of a night grows with the number of models, not with the data (issue 11).
     """
     frame = frame.reset_index(drop=True)
     x = design.matrix(frame)
@@ -292,18 +310,21 @@ def judge(frame: pd.DataFrame, design: Design, min_training: int, max_models: in
     category = frame["reliable_change"].to_numpy(dtype=object)
     has_category = pd.notna(frame["reliable_change"]).to_numpy()
     steps = plan(frame, min_training, max_models)
+    order = stable_order(frame)
     try:
-        start = fit_mnlogit(x[has_category], category[has_category]) if steps else None
+        warm = training_rows(has_category, order, max_training)
+        start = fit_mnlogit(x[warm], category[warm]) if steps else None
     except ValueError:
         start = None
     parts, models = [], []
     for step in steps:
         train = np.ones(len(frame), dtype=bool)
         train[step.rows] = False
-        ols = fit_ols(x[train], y[train])
-        mn_train = train & has_category
+        rows = training_rows(train, order, max_training)
+        ols = fit_ols(x[rows], y[rows])
+        mn_rows = rows[has_category[rows]]
         try:
-            mn = fit_mnlogit(x[mn_train], category[mn_train], start=start)
+            mn = fit_mnlogit(x[mn_rows], category[mn_rows], start=start)
             probabilities = mn.predict(x[step.rows])
         except ValueError as exc:  # fewer than two categories outside the unit: no shares expected
             log(f"casemix model {step.model_id}: no multinomial model ({exc})")
@@ -372,7 +393,8 @@ MODELS_DDL = """
         n_obs BIGINT, r_squared DOUBLE, residual_variance DOUBLE, log_likelihood DOUBLE, deviance DOUBLE,
         null_deviance DOUBLE, pseudo_r_squared DOUBLE, converged BOOLEAN, software VARCHAR,
         software_version VARCHAR, method VARCHAR, predictors VARCHAR, reference_levels VARCHAR,
-        terms_left_out VARCHAR, age_bands VARCHAR, min_training_episodes BIGINT, max_models BIGINT)"""
+        terms_left_out VARCHAR, age_bands VARCHAR, min_training_episodes BIGINT, max_models BIGINT,
+        max_training_episodes BIGINT)"""
 
 EXPECTED_DDL = """
     CREATE OR REPLACE TABLE outcomes.casemix_expected (
@@ -382,7 +404,7 @@ EXPECTED_DDL = """
 
 
 def build(con, run_id: str | None, age_edges, min_training: int, max_models: int,
-          log=lambda message: None) -> dict:
+          log=lambda message: None, max_training: int | None = None) -> dict:
     """Fit the case-mix models on the work database and write ``outcomes.casemix_expected`` (per
     episode) and ``marts.casemix_models`` (per model and term). Returns counts for the run's log."""
     import statsmodels
@@ -390,7 +412,8 @@ def build(con, run_id: str | None, age_edges, min_training: int, max_models: int
     frame = con.execute(EPISODES_SQL).df()
     frame = prepare(frame, age_edges)
     design = Design.of(frame)
-    expected, models = judge(frame, design, int(min_training), int(max_models), log)
+    expected, models = judge(frame, design, int(min_training), int(max_models), log,
+                             None if max_training is None else int(max_training))
     con.execute("CREATE SCHEMA IF NOT EXISTS outcomes")
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
     con.execute(EXPECTED_DDL)
@@ -409,6 +432,7 @@ def build(con, run_id: str | None, age_edges, min_training: int, max_models: int
         rows["age_bands"] = ", ".join(str(int(e)) for e in age_edges)
         rows["min_training_episodes"] = int(min_training)
         rows["max_models"] = int(max_models)
+        rows["max_training_episodes"] = None if max_training is None else int(max_training)
         con.register("casemix_model_frame", rows)
         columns = [r[0] for r in con.execute("DESCRIBE marts.casemix_models").fetchall()]
         con.execute(f"INSERT INTO marts.casemix_models SELECT {', '.join(columns)} FROM casemix_model_frame")

@@ -48,7 +48,7 @@ def fit_casemix_models(context: dg.AssetExecutionContext, workspace: Workspace):
     with workspace.connect() as con:
         counts = casemix.build(con, context.run.run_id, params["casemix_age_bands"],
                                params["casemix_min_training_episodes"], params["casemix_max_models"],
-                               log=context.log.info)
+                               log=context.log.info, max_training=params["casemix_max_training_episodes"])
         for key, table in ((EXPECTED, "outcomes.casemix_expected"), (MODELS, "marts.casemix_models")):
             yield dg.MaterializeResult(asset_key=key, metadata={**table_metadata(con, table), **counts,
                                                                  "refresh": "full (cross-concern table)"})

@@ -8,7 +8,8 @@ metadata. Business rules live in the SQL.
 
 ``refresh: per_concern`` marks a table whose rows of one concern depend only on that
 concern's delivery: on an incremental night it is refreshed for the pending
-concerns only (:mod:`rom_pipeline.lib.concern_scope`). Cross-concern tables
+concerns only (:mod:`rom_pipeline.lib.concern_scope`), and a full rebuild builds it one
+concern at a time (:meth:`SqlModel.build_by_concern`: memory bounded by the largest concern). Cross-concern tables
 (``refresh: cross_concern``, the default) are always rebuilt whole. Every asset that
 writes DuckDB runs in the ``duckdb_writer`` pool (one writer, docs/operations.md).
 """
@@ -17,7 +18,7 @@ from typing import Sequence
 
 import dagster as dg
 
-from rom_pipeline.lib.concern_scope import ConcernScope, read_scope
+from rom_pipeline.lib.concern_scope import ConcernScope, delivered_concerns, read_scope
 from rom_pipeline.lib.sqlfiles import ModelSpecError, SqlModel, default_context
 from rom_pipeline.resources import Workspace
 
@@ -88,7 +89,7 @@ def build_model(con, model: SqlModel, per_concern: bool, context: dict | None = 
     if scope.full or not model.exists(con):
         if not scope.full:
             scope = ConcernScope(full=True, reason=f"{table} did not exist yet")
-        model.build(con, context=context)
+        model.build_by_concern(con, delivered_concerns(con), context=context)
         return refresh_metadata(con, table, scope)
     return refresh_metadata(con, table, scope, model.refresh_concerns(con, scope.concerns, context=context))
 

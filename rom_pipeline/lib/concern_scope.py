@@ -121,13 +121,20 @@ def read_scope(con) -> ConcernScope:
     if any(full for _, _, full in rows):
         return ConcernScope(full=True, concerns=tuple(c for c, _, _ in rows), reason=rows[0][1])
     concerns = tuple(c for c, _, _ in rows)
-    with_data = {r[0] for r in con.execute(
-        "SELECT DISTINCT concern_id FROM audit.deliveries WHERE status = 'current' AND delivery_id <> ?",
-        [REFERENCE_DELIVERY_ID]).fetchall()}
+    with_data = set(delivered_concerns(con))
     if concerns and with_data <= set(concerns):
         return ConcernScope(full=True, concerns=concerns, reason="every concern has a new delivery")
     return ConcernScope(full=False, concerns=concerns, reason="incremental",
                         detail={c: r for c, r, _ in rows})
+
+
+def delivered_concerns(con) -> list[str]:
+    """The concerns with a current delivery (the reference files aside), sorted."""
+    if not _table_exists(con, "audit", "deliveries"):
+        return []
+    return [r[0] for r in con.execute(
+        "SELECT DISTINCT concern_id FROM audit.deliveries WHERE status = 'current' AND delivery_id <> ? "
+        "AND concern_id IS NOT NULL ORDER BY 1", [REFERENCE_DELIVERY_ID]).fetchall()]
 
 
 def clear_pending(con) -> None:

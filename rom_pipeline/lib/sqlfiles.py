@@ -47,10 +47,26 @@ class ModelSpecError(ValueError):
     """A model's sidecar (``<table>.yml``) or SQL cannot be read as the conventions ask."""
 
 
+@jinja2.pass_context
+def concern_rows(context, table: str) -> str:
+    """A ``per_concern`` model's source table, as the model names it: ``{{ concern_rows('staging.episodes') }}``.
+
+    The table itself; or, when the model is rendered for some concerns (``concern_filter`` in the
+    context: :meth:`SqlModel.build_by_concern`, :meth:`SqlModel.refresh_concerns`), only their rows.
+    A filter on the model's output alone is not enough: DuckDB computes a CTE that is read more than
+    once for every concern before the filter applies (issue 11: ten concerns' refreshes cost ten
+    whole builds).
+    """
+    condition = context.get("concern_filter")
+    return table if condition is None else f"(SELECT * FROM {table} WHERE {condition})"
+
+
 @functools.cache
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(SQL_DIR), undefined=jinja2.StrictUndefined,
-                              keep_trailing_newline=True, autoescape=False)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(SQL_DIR), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, autoescape=False)
+    env.globals["concern_rows"] = concern_rows
+    return env
 
 
 def default_context(params=None) -> dict[str, Any]:
@@ -195,6 +211,48 @@ class SqlModel:
         con.execute(f"CREATE OR REPLACE TABLE {target} AS\n{self.render(context)}")
         return con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
 
+    def _for(self, context: dict | None, concern_filter: str) -> str:
+        """The model rendered to read only the rows meeting ``concern_filter`` (see :func:`concern_rows`)."""
+        return self.render({**(context if context is not None else default_context()),
+                            "concern_filter": concern_filter}).strip().rstrip(";")
+
+    def build_by_concern(self, con, concerns: Sequence[str], schema: str | None = None,
+                         context: dict | None = None) -> int:
+        """(Re)create ``<schema>.<name>`` from the model one concern at a time; returns its row count.
+
+        A ``per_concern`` model's rows of one concern read that concern's rows only
+        (:func:`concern_rows`), so each INSERT holds one concern's hash tables, not every concern's
+        (issue 11: at tier L the one-statement build of outcomes.instrument_outcomes ran out of a
+        2.5 GB memory limit). Rows of no listed concern (reference-file concerns, NULL) come in one
+        last INSERT. The rows go into ``<name>__building``, which replaces the table in one
+        transaction once complete: a reader (or a crash) sees the old table or the new one.
+        The empty table is committed before the INSERTs: DuckDB 2.0 returned no rows, in the same
+        connection, from large INSERTs into a table created in their own transaction.
+        """
+        layer = schema or self.layer
+        target, building = f"{layer}.{self.name}", f"{layer}.{self.name}__building"
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
+
+        def rest(column: str) -> str:  # the rows of no listed concern
+            return f"{column} IS NULL OR {column} NOT IN ({in_list(concerns)})" if concerns else "true"
+
+        parts = [(f"concern_id IN ({in_list([c])})", f"model.concern_id IN ({in_list([c])})") for c in sorted(concerns)]
+        parts.append((rest("concern_id"), rest("model.concern_id")))
+        con.execute(f"CREATE OR REPLACE TABLE {building} AS SELECT * FROM (\n{self._for(context, 'false')}\n)"
+                    " AS model LIMIT 0")
+        for source_filter, output_filter in parts:
+            con.execute(f"INSERT INTO {building} SELECT * FROM (\n{self._for(context, source_filter)}\n) AS model "
+                        f"WHERE {output_filter}")
+        con.begin()
+        try:
+            con.execute(f"DROP TABLE IF EXISTS {target}")
+            con.execute(f"ALTER TABLE {building} RENAME TO {self.name}")
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        return con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+
     def exists(self, con, schema: str | None = None) -> bool:
         return con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
@@ -215,7 +273,7 @@ class SqlModel:
         try:
             deleted = con.execute(f"DELETE FROM {target} WHERE concern_id IN ({concern_list})").fetchone()[0]
             inserted = con.execute(
-                f"INSERT INTO {target} BY NAME\nSELECT * FROM (\n{self.render(context).strip().rstrip(';')}\n)"
+                f"INSERT INTO {target} BY NAME\nSELECT * FROM (\n{self._for(context, f'concern_id IN ({concern_list})')}\n)"
                 f" AS model\nWHERE model.concern_id IN ({concern_list})").fetchone()[0]
             con.commit()
         except BaseException:

@@ -23,7 +23,7 @@ WITH size_class_bounds AS (
 
 concern_revenue AS (
     SELECT concern_id, year, CAST(revenue_total AS DOUBLE) AS revenue_total
-    FROM staging.annual_reports
+    FROM {{ concern_rows('staging.annual_reports') }}
 ),
 
 classified AS (

@@ -22,17 +22,17 @@ episodes AS (
         end_date,
         end_reason,
         sessions_attended
-    FROM staging.episodes
+    FROM {{ concern_rows('staging.episodes') }}
 ),
 
 therapists AS (
     SELECT concern_id, delivery_id, therapist_id, is_trainee
-    FROM staging.therapists
+    FROM {{ concern_rows('staging.therapists') }}
 ),
 
 locations AS (
     SELECT concern_id, delivery_id, location_id, location_name
-    FROM staging.locations
+    FROM {{ concern_rows('staging.locations') }}
 ),
 
 primary_outcomes AS (
@@ -56,7 +56,7 @@ primary_outcomes AS (
         latest_session_number,
         latest_score,
         latest_improvement
-    FROM outcomes.instrument_outcomes
+    FROM {{ concern_rows('outcomes.instrument_outcomes') }}
     WHERE instrument = getvariable('primary_instrument')
 ),
 
@@ -64,13 +64,13 @@ satisfaction AS (
     -- Client satisfaction (seed 000, from 2011): the CQ-index post-score, chosen
     -- by the same window rule as every instrument.
     SELECT concern_id, delivery_id, episode_id, post_measurement_id, post_score
-    FROM outcomes.instrument_outcomes
+    FROM {{ concern_rows('outcomes.instrument_outcomes') }}
     WHERE instrument = 'CQI'
 ),
 
 work AS (
     SELECT concern_id, delivery_id, episode_id, working_at_start, working_at_end
-    FROM outcomes.instrument_outcomes
+    FROM {{ concern_rows('outcomes.instrument_outcomes') }}
     WHERE instrument = 'WORK'
 ),
 
@@ -98,7 +98,7 @@ secondary_outcomes AS (
             }) FILTER (WHERE instrument = '{{ code }}'){{ "," if not loop.last }}
         {%- endfor %}
         } AS outcomes
-    FROM outcomes.instrument_outcomes
+    FROM {{ concern_rows('outcomes.instrument_outcomes') }}
     WHERE instrument <> getvariable('primary_instrument')
     GROUP BY concern_id, delivery_id, episode_id
 ),

@@ -11,7 +11,7 @@
 WITH
 closed_episodes AS (
     SELECT *
-    FROM marts.episode_outcomes
+    FROM {{ concern_rows('marts.episode_outcomes') }}
     WHERE is_closed
 )
 

@@ -25,7 +25,7 @@ episodes AS (
         start_date + getvariable('pre_window_days_after_start')::INTEGER AS pre_window_to,
         end_date - getvariable('post_window_days_before_end')::INTEGER AS post_window_from,
         end_date + getvariable('post_window_days_after_end')::INTEGER AS post_window_to
-    FROM staging.episodes
+    FROM {{ concern_rows('staging.episodes') }}
 ),
 
 instruments AS (
@@ -52,7 +52,7 @@ valid_measurements AS (
         administered_on,
         session_number,
         total_score
-    FROM staging.measurement_scores
+    FROM {{ concern_rows('staging.measurement_scores') }}
     WHERE total_score IS NOT NULL
 ),
 

@@ -13,19 +13,19 @@ primary_outcomes AS (
     SELECT concern_id, delivery_id, episode_id, is_closed, pre_measurement_id, pre_administered_on,
            pre_score::DOUBLE AS pre_score, post_measurement_id, post_administered_on,
            reliable_change, rc_threshold
-    FROM outcomes.instrument_outcomes
+    FROM {{ concern_rows('outcomes.instrument_outcomes') }}
     WHERE instrument = getvariable('primary_instrument') AND pre_measurement_id IS NOT NULL
 ),
 
 episodes AS (
     SELECT concern_id, delivery_id, episode_id, location_id, therapist_id, diagnosis_group, sessions_attended
-    FROM staging.episodes
+    FROM {{ concern_rows('staging.episodes') }}
 ),
 
 measurements AS (
     SELECT concern_id, delivery_id, episode_id, measurement_id, administered_on, session_number,
            total_score::DOUBLE AS score
-    FROM staging.measurement_scores
+    FROM {{ concern_rows('staging.measurement_scores') }}
     WHERE instrument = getvariable('primary_instrument') AND total_score IS NOT NULL
 ),
 

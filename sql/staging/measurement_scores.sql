@@ -12,6 +12,6 @@ SELECT
     total_score,
     score_source,
     items_answered
-FROM staging.measurement_scoring
+FROM {{ concern_rows('staging.measurement_scoring') }}
 WHERE scoring_rejection IS NULL
 ORDER BY concern_id, measurement_id

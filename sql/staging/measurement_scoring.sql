@@ -9,7 +9,7 @@ WITH item_totals AS (
         measurement_id,
         count(response) AS items_answered,
         sum(response) AS item_sum
-    FROM staging.item_responses
+    FROM {{ concern_rows('staging.item_responses') }}
     GROUP BY concern_id, delivery_id, measurement_id
 ),
 
@@ -32,7 +32,7 @@ measurements_with_items AS (
         it.item_sum,
         -- the contract allows at most 10% blank items (9 of the SCL90's 90)
         floor(inst.items * getvariable('max_blank_share')) AS max_blank_items
-    FROM staging.measurements AS m
+    FROM {{ concern_rows('staging.measurements') }} AS m
     JOIN config.instruments AS inst ON inst.code = m.instrument
     LEFT JOIN item_totals AS it
         ON it.concern_id = m.concern_id

@@ -40,10 +40,12 @@ closed_episodes AS (
     WHERE is_closed
 ),
 
-episode_measures AS (
+episode_measures AS NOT MATERIALIZED (
     -- One row per closed episode and indicator, with its contribution x from
     -- outcomes.indicator_contributions (NULL = not in this indicator's n).
     -- Percentages are means of 0/100 contributions, so one mean serves every indicator.
+    -- Not materialised: six aggregates read it, and streaming the join into each costs less
+    -- than holding a row per episode and indicator (32 million at tier L) on disk.
     SELECT
         c.concern_id,
         c.location_id,
@@ -124,50 +126,40 @@ total_cells AS (
     )
 ),
 
+{#- The case-mix dimensions of the breakdowns (marts.indicator_breakdowns), each a column of
+    closed_episodes. #}
+{%- set case_mix_dimensions = ["diagnosis_group", "referrer", "care_type", "therapist_experience",
+                               "baseline_severity"] %}
 case_mix_cells AS (
-    -- The same sufficient statistics per location, quarter and case-mix profile.
-    SELECT
-        concern_id,
-        location_id,
-        end_quarter,
-        end_year,
-        diagnosis_group,
-        referrer,
-        care_type,
-        therapist_experience,
-        baseline_severity,
-        indicator,
-        count(x) AS n,
-        sum(x) AS sum_x,
-        sum(x * x) AS sum_x2
+    -- The same sufficient statistics per location, quarter and category, one dimension at a
+    -- time (seed 000, stage 2). Grouping by all five dimensions at once and then splitting the
+    -- cells per dimension made almost one cell per episode and indicator, five times over: at
+    -- tier L (32 million contributions) 16 GB of spill before the first breakdown (issue 11).
+    {%- for dimension in case_mix_dimensions %}
+    SELECT concern_id, location_id, end_quarter, end_year, '{{ dimension }}' AS dimension,
+           {{ dimension }} AS category, indicator, count(x) AS n, sum(x) AS sum_x, sum(x * x) AS sum_x2
     FROM episode_measures
-    GROUP BY concern_id, location_id, end_quarter, end_year, diagnosis_group, referrer, care_type,
-             therapist_experience, baseline_severity, indicator
+    GROUP BY concern_id, location_id, end_quarter, end_year, {{ dimension }}, indicator
+    {%- if not loop.last %}
+    UNION ALL{% endif %}
+    {%- endfor %}
 ),
 
 case_mix_cells_by_category AS (
-    -- Case mix (seed 000, stage 2): each cell once per dimension, by quarter and
-    -- year (months hold too few episodes per category to be of use).
+    -- By quarter and year (months hold too few episodes per category to be of use).
     SELECT
         c.concern_id,
         c.location_id,
         p.period_type,
         p.period,
-        d.dimension,
-        d.category,
+        c.dimension,
+        c.category,
         c.indicator,
         c.n,
         c.sum_x,
         c.sum_x2
     FROM case_mix_cells AS c
     CROSS JOIN LATERAL (VALUES ('quarter', c.end_quarter), ('year', c.end_year)) AS p(period_type, period)
-    CROSS JOIN LATERAL (VALUES
-        ('diagnosis_group', c.diagnosis_group),
-        ('referrer', c.referrer),
-        ('care_type', c.care_type),
-        ('therapist_experience', c.therapist_experience),
-        ('baseline_severity', c.baseline_severity)
-    ) AS d(dimension, category)
 ),
 
 breakdown_cells AS (
@@ -544,4 +536,5 @@ SELECT
         <= coalesce(dd.export_date, (SELECT min(export_date) FROM data_dates)) AS is_complete_period
 FROM statistics
 LEFT JOIN data_dates AS dd USING (concern_id)
-ORDER BY dimension, level, concern_id, unit_id, period_type, period, category, indicator, aggregation
+-- No ORDER BY: marts.indicators and marts.indicator_breakdowns order their own rows, and sorting
+-- every figure here (tens of millions at tier L) was a spill of its own (issue 11).

@@ -63,3 +63,16 @@ class Pipeline:
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Pipeline:
     return Pipeline(tmp_path / "exports", tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def two_nights(tmp_path_factory):
+    """Night 1 and night 2 of tests/nights.py, run once per session (per xdist worker) for every module.
+
+    Defined here, not imported into each test module: a fixture imported into a module is that
+    module's own fixture, so a session-scoped one would run again for every module that imports it.
+    Tests only read it; a test that runs the pipeline further works on ``two_nights.copy(tmp_path)``.
+    """
+    from nights import TwoNights
+
+    return TwoNights(tmp_path_factory.mktemp("two_nights"))

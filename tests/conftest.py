@@ -25,6 +25,31 @@ WITHOUT_REPORTS = dg.define_asset_job(
     executor_def=dg.in_process_executor)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile` (pyproject.toml): whole files, the longest first (tests/scheduling.py)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from scheduling import LongestFirstScheduling
+
+    return LongestFirstScheduling(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """Tell each worker whether to put the longest files first (a worker's own --dist is "no")."""
+    node.workerinput["longest_first"] = node.config.getvalue("dist") == "loadfile"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """In each xdist worker: the longest files first, as the scheduler above hands them out."""
+    if getattr(config, "workerinput", {}).get("longest_first"):
+        from scheduling import longest_first
+
+        items[:] = longest_first(items)
+
+
 @dataclass
 class PipelineRun:
     success: bool

@@ -25,6 +25,31 @@ WITHOUT_REPORTS = dg.define_asset_job(
     executor_def=dg.in_process_executor)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile` (pyproject.toml): whole files, the longest first (tests/scheduling.py)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from scheduling import LongestFirstScheduling
+
+    return LongestFirstScheduling(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """Tell each worker whether to put the longest files first (a worker's own --dist is "no")."""
+    node.workerinput["longest_first"] = node.config.getvalue("dist") == "loadfile"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """In each xdist worker: the longest files first, as the scheduler above hands them out."""
+    if getattr(config, "workerinput", {}).get("longest_first"):
+        from scheduling import longest_first
+
+        items[:] = longest_first(items)
+
+
 @dataclass
 class PipelineRun:
     success: bool
@@ -63,3 +88,16 @@ class Pipeline:
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Pipeline:
     return Pipeline(tmp_path / "exports", tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def two_nights(tmp_path_factory):
+    """Night 1 and night 2 of tests/nights.py, run once per session (per xdist worker) for every module.
+
+    Defined here, not imported into each test module: a fixture imported into a module is that
+    module's own fixture, so a session-scoped one would run again for every module that imports it.
+    Tests only read it; a test that runs the pipeline further works on ``two_nights.copy(tmp_path)``.
+    """
+    from nights import TwoNights
+
+    return TwoNights(tmp_path_factory.mktemp("two_nights"))

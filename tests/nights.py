@@ -17,7 +17,6 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
-import pytest
 from conftest import TEST_KEY, WITHOUT_REPORTS, Pipeline, PipelineRun
 from deliveries import LOCATIONS, THERAPISTS, episode, measurement, write_delivery
 
@@ -120,7 +119,8 @@ def night2(root: Path) -> None:
 
 
 class TwoNights:
-    """Night 1 and night 2 run once per test session; tests read them or work on copies."""
+    """Night 1 and night 2 run once per test session (per xdist worker; the fixture ``two_nights`` is in
+    tests/conftest.py); tests read them or work on copies."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -150,8 +150,3 @@ class TwoNights:
         else:
             self.snapshot(target)
         return NightlyPipeline(target / "exports", target / "data")
-
-
-@pytest.fixture(scope="session")
-def two_nights(tmp_path_factory) -> TwoNights:
-    return TwoNights(tmp_path_factory.mktemp("two_nights"))

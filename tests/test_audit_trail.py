@@ -7,7 +7,7 @@ import re
 import duckdb
 import pytest
 from cli_runs import baseline, cli_env, connect_warehouse, run_cli
-from nights import NIGHT1_L1_MEAN, NIGHT2_L1_MEAN, two_nights  # noqa: F401
+from nights import NIGHT1_L1_MEAN, NIGHT2_L1_MEAN
 
 from rom_pipeline.defs.audit import trail
 from rom_pipeline.defs.audit.trail import RunInfo, record_published_figures, start_run

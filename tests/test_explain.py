@@ -3,7 +3,7 @@ import hashlib
 import json
 
 import pytest
-from nights import NIGHT1_L1, NIGHT1_L1_MEAN, NIGHT2_L1, NIGHT2_L1_MEAN, two_nights  # noqa: F401
+from nights import NIGHT1_L1, NIGHT1_L1_MEAN, NIGHT2_L1, NIGHT2_L1_MEAN
 
 from rom_pipeline.cli import main
 from rom_pipeline.explain import ExplainError, explain, open_database

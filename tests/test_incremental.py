@@ -5,7 +5,7 @@ import shutil
 
 import duckdb
 import pytest
-from nights import NIGHT1_L1_MEAN, NIGHT2_L1_MEAN, NightlyPipeline, materialization, night2, two_nights  # noqa: F401
+from nights import NIGHT1_L1_MEAN, NIGHT2_L1_MEAN, NightlyPipeline, materialization, night2
 
 from rom_pipeline.lib.concern_scope import force_full_rebuild, record_pending_concerns
 

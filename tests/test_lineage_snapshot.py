@@ -19,7 +19,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from nights import two_nights  # noqa: F401
 
 from rom_pipeline.definitions import defs
 

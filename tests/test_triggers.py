@@ -9,7 +9,7 @@ import dagster as dg
 import duckdb
 import pytest
 from deliveries import basic_delivery
-from nights import NightlyPipeline, night1, two_nights  # noqa: F401
+from nights import NightlyPipeline, night1
 
 from rom_pipeline.definitions import defs
 from rom_pipeline.defs.sql_asset import DUCKDB_POOL

@@ -281,7 +281,7 @@ def test_prediction_se_matches_statsmodels():
 def test_explain_a_casemix_figure(tmp_path, capsys):
     """`rom-pipeline explain --table marts.casemix_adjusted`: observed, expected, difference, n, interval,
     the model (n, R², statsmodels version) and the episodes, reproduced from the audit trail."""
-    from cli_runs import cli_env, generate, run_cli
+    from cli_runs import RUN, cli_env, generate, run_cli
     from rom_pipeline.cli import main
     from rom_pipeline.explain import explain, open_database
 
@@ -328,14 +328,17 @@ def test_explain_a_casemix_figure(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Observed" in out and "expected" in out and "difference" in out and "statsmodels" in out
     assert f"n = {figure['n']}" in out and "matches the published figure" in out
-    # a second night on the same deliveries: the models are the same figures, not 'changed' (run_id aside)
-    again = run_cli(cli_env(exports, data, ROM_PARAMETERS=str(parameters)))
+    # a second night on the same deliveries, refitted (--full-rebuild: without it, a night with nothing
+    # new runs nothing): the models are the same figures, not 'changed' (run_id aside)
+    again = run_cli(cli_env(exports, data, ROM_PARAMETERS=str(parameters)), *RUN, "--full-rebuild")
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     work = duckdb.connect(str(data / "work.duckdb"), read_only=True)
     changes = work.execute("""SELECT f.change, count(*) FROM audit.published_figures AS f
                               JOIN audit.runs AS r USING (run_id)
                               WHERE f.table_name LIKE 'marts.casemix%' GROUP BY ALL ORDER BY 1""").fetchall()
+    statuses = [r[0] for r in work.execute("SELECT status FROM audit.runs ORDER BY run_seq").fetchall()]
     work.close()
+    assert statuses == ["published", "published"]  # both nights fitted the models (no quiet night)
     assert [c for c, _ in changes] == ["new"]  # recorded once, by the first night
 
 

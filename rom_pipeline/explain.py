@@ -40,7 +40,8 @@ from rom_pipeline.explain_feedback import (BACKTEST_TABLE, COURSE_TABLE, explain
                                            render_not_on_track_text)
 from rom_pipeline.explain_casemix import explain_casemix, render_casemix_text
 from rom_pipeline.indicators import CatalogueError, Indicator, parse_catalogue
-from rom_pipeline.lib.query import rows as _rows
+from rom_pipeline.lib.audience import MANAGER_PACKAGE_PERIOD_TYPES
+from rom_pipeline.lib.query import has_table, rows as _rows
 
 BENCHMARK_TABLES = ("marts.financial_ratios", "marts.concern_benchmark", "marts.concern_summary")
 CASEMIX_TABLE = "marts.casemix_adjusted"
@@ -112,10 +113,16 @@ def _no_figure_message(con, run: dict, table: str, concern: str | None, level: s
     """Why there is no such figure, with what would have been valid."""
     what = (f"{table} has no figure {indicator} ({aggregation}) for concern {concern}, {level} {unit}, "
             f"{period_type} {period} in run {run['run_id']} (run {run['run_seq']})")
-    if level == "therapist":
+    in_work_database = has_table(con, "raw", "episodes")  # the warehouse has no raw tables
+    if level == "therapist" and not in_work_database:
         return (what + ": therapist-level results are not in the shared warehouse (seed 000: a therapist's "
                 "results are for their location manager only); they are in the manager packages "
                 "($ROM_DATA_DIR/reports/managers/) and in the work database: add --db work")
+    if level == "therapist" and period_type not in MANAGER_PACKAGE_PERIOD_TYPES:
+        return (what + f": a therapist's {period_type} figure is published nowhere unless the deployment "
+                "publishes therapist level (ROM_PUBLISH_THERAPIST_LEVEL; manager packages show "
+                f"{' and '.join(MANAGER_PACKAGE_PERIOD_TYPES)}), so the audit trail does not record it "
+                "(docs/operations.md); its value is in marts.indicators of the work database")
     if period_type in PERIOD_FORMATS and period and not _period_matches(period_type, period):
         return what + f": a {period_type} is written {PERIOD_FORMATS[period_type]}"
     units = [r["unit_id"] for r in _rows(con, """

@@ -307,7 +307,14 @@ def _processes_with(marker: str, tool_only: bool = False) -> list[int]:
 
 def test_sigterm_to_dev_stops_the_tool_itself_and_leaves_no_child(tmp_path):
     marker = f"rom-dev-exec-{uuid.uuid4().hex}"
-    proc = subprocess.Popen([str(PROJECT_DIR / "dev"), "python", "-c", f"import time; time.sleep(30)  # {marker}"])
+    # The tool starts with SIGTERM's default action, as under cron or a shell: an ignored SIGTERM is
+    # inherited through exec, and an earlier test in this worker may have left it ignored.
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        proc = subprocess.Popen([str(PROJECT_DIR / "dev"), "python", "-c",
+                                 f"import time; time.sleep(30)  # {marker}"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     try:
         deadline = time.monotonic() + 60
         while not _processes_with(marker, tool_only=True):

@@ -112,6 +112,40 @@ def test_expected_course_percentiles_by_hand(make):
     assert one_to_five["suppression_reason"] == "n_below_min_n"
 
 
+def test_a_merged_cell_counts_an_episode_once_across_its_bins(make):
+    """n_episodes of a merged cell counts distinct episodes, not per-bin counts added up: A and B
+    are in 11-15, B and C in 6-10, so 6-10 + 11-15 holds 3 episodes (A, B, C), not 2 + 2 = 4, and
+    with a minimum of 4 the cell 11-15 reaches back to 1-5 (A, B, C, D)."""
+    con, staging = make(**{**COURSE_PARAMETERS, "expected_course_session_bins": [0, 1, 6, 11, 16],
+                           "expected_course_min_episodes": 4})
+    closed(staging, "A", 220, [(5, 180), (12, 170)], 150)
+    closed(staging, "B", 220, [(5, 190), (8, 175), (13, 160)], 150)
+    closed(staging, "C", 220, [(4, 200), (7, 185)], 150)
+    closed(staging, "D", 220, [(3, 210)], 150)
+    build(con)
+    one_to_five = course(con, "200-249", "1-5")
+    assert (one_to_five["cell_from_bin"], one_to_five["n_episodes"], one_to_five["n_measurements"]) == ("1-5", 4, 4)
+    # 6-10 alone: B and C (2 < 4); with 1-5: 4 episodes, scores 175 180 185 190 200 210:
+    # quantile_cont at (6 - 1) * p = 1.25, 2.5, 3.75: 181.25, 187.5, 197.5.
+    six_to_ten = course(con, "200-249", "6-10")
+    assert (six_to_ten["cell_from_bin"], six_to_ten["n_episodes"], six_to_ten["n_measurements"]) == ("1-5", 4, 6)
+    assert six_to_ten["scores"] == {25: 181.25, 50: 187.5, 75: 197.5}
+    # 11-15 alone: A and B (2); with 6-10: A, B, C (3 < 4, though the bins' counts add up to 4); with
+    # 1-5: 4 episodes, scores 160 170 175 180 185 190 200 210: at (8 - 1) * p = 1.75, 3.5, 5.25:
+    # 173.75, 182.5, 192.5.
+    eleven = course(con, "200-249", "11-15")
+    assert (eleven["cell_from_bin"], eleven["n_episodes"], eleven["n_measurements"]) == ("1-5", 4, 8)
+    assert eleven["scores"] == {25: 173.75, 50: 182.5, 75: 192.5}
+    # The posts at session 18, 16+: four episodes alone.
+    posts = course(con, "200-249", "16+")
+    assert (posts["cell_from_bin"], posts["n_episodes"], posts["scores"]) == ("16+", 4, {25: 150, 50: 150, 75: 150})
+    # Every fit has the cell (the folds' fits on fewer episodes: no percentiles where below 4).
+    fits = rows(con, "SELECT fit, cell_from_bin, n_episodes FROM outcomes.expected_course_fits WHERE intake_band = "
+                     "'200-249' AND session_bin = '11-15' AND percentile = 50 ORDER BY fit")
+    assert [f["fit"] for f in fits] == ["all", "without_fold_0", "without_fold_1"]
+    assert fits[0]["cell_from_bin"] == 1 and fits[0]["n_episodes"] == 4
+
+
 def test_a_band_without_enough_episodes_has_no_course(make):
     con, staging = make(**COURSE_PARAMETERS)
     closed(staging, "A", 220, [(5, 180)], 150)

@@ -16,7 +16,8 @@ from rom_pipeline.lib.sqlfiles import SqlModel
 from schemas.reference import REFERENCE_FILES
 
 EMPTY_OUTCOME_MODELS = [("outcomes", "instrument_outcomes"), ("marts", "episode_outcomes"),
-                        ("outcomes", "indicator_contributions"), ("marts", "indicator_aggregates"),
+                        ("outcomes", "indicator_contributions"), ("marts", "indicator_cells"),
+                        ("marts", "indicator_aggregates"),
                         ("marts", "indicators")]
 
 

@@ -25,6 +25,7 @@ OUTCOME_MODELS = [
     SqlModel("outcomes", "instrument_outcomes"),
     SqlModel("marts", "episode_outcomes"),
     SqlModel("outcomes", "indicator_contributions"),
+    SqlModel("marts", "indicator_cells"),
     SqlModel("marts", "indicator_aggregates"),
     SqlModel("marts", "indicators"),
     SqlModel("marts", "indicator_breakdowns"),

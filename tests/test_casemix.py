@@ -19,7 +19,7 @@ from rom_pipeline.lib import casemix as cm
 from rom_pipeline.resources import Workspace
 
 SQL_MODELS = ["outcomes.instrument_outcomes", "marts.episode_outcomes", "outcomes.indicator_contributions",
-              "marts.indicator_aggregates", "marts.indicators", "marts.casemix_adjusted"]
+              "marts.indicator_cells", "marts.indicator_aggregates", "marts.indicators", "marts.casemix_adjusted"]
 ASSETS, CHECKS = models.select(SQL_MODELS)
 AGES = [25, 35, 45, 55, 65]
 

@@ -115,7 +115,8 @@ def test_sql_model_deps_are_the_tables_their_sql_reads():
     assert graph["marts/indicator_breakdowns"]["deps"] == ["marts/indicator_aggregates"]
     # indicator_aggregates reads the deliveries' export dates (is_complete_period): a dep no hand-written list had.
     assert graph["marts/indicator_aggregates"]["deps"] == [
-        "audit/deliveries", "marts/episode_outcomes", "outcomes/indicator_contributions"]
+        "audit/deliveries", "marts/episode_outcomes", "marts/indicator_cells"]
+    assert graph["marts/indicator_cells"]["deps"] == ["marts/episode_outcomes", "outcomes/indicator_contributions"]
     assert graph["marts/concern_summary"]["deps"] == ["marts/concern_benchmark", "marts/concern_size_groups"]
     assert graph["staging/measurement_scores"]["deps"] == ["staging/measurement_scoring"]
     # The generated quarantine union reads every delivered file's rejects (schemas/), plus scoring.

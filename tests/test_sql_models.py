@@ -177,7 +177,7 @@ def test_a_build_concern_by_concern_gives_the_rows_of_the_one_statement_build(tm
 
     con = connect(tmp_path / "work.duckdb")
     build_case(Staging(con))
-    build_outcomes(con, upto="indicator_contributions")
+    build_outcomes(con, upto="indicator_cells")
     con.execute("INSERT INTO audit.deliveries (delivery_id, concern_id, status) VALUES ('C1/d', 'C1', 'current'), "
                 "('C2/d', 'C2', 'current')")
     from rom_pipeline.lib.concern_scope import delivered_concerns
@@ -185,7 +185,7 @@ def test_a_build_concern_by_concern_gives_the_rows_of_the_one_statement_build(tm
     assert delivered_concerns(con) == ["C1", "C2"]
     built = [m for m in OUTCOME_MODELS if m.per_concern]  # the fixture writes staging.measurement_scores itself
     assert [m.table for m in built] == ["outcomes.instrument_outcomes", "marts.episode_outcomes",
-                                        "outcomes.indicator_contributions"]
+                                        "outcomes.indicator_contributions", "marts.indicator_cells"]
     for model in built:
         whole = sorted(con.execute(f"SELECT * FROM {model.table}").fetchall(), key=repr)
         count = model.build_by_concern(con, delivered_concerns(con))

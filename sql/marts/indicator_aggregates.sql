@@ -9,6 +9,9 @@
 -- Periods are by the episode's end_date: an indicator describes the episodes
 -- that closed in the period. Values are unrounded. This table is the working
 -- table of the two marts, not itself published (it is not in warehouse.yaml).
+-- It reads the sufficient statistics of marts.indicator_cells (built concern by
+-- concern); what needs every concern at once is here: the figures of all concerns
+-- together, complementary suppression and the mean of locations.
 WITH
 indicator_definitions AS (
     -- From the indicator catalogue (rom_pipeline/parameters.yaml). kind decides the
@@ -20,170 +23,26 @@ indicator_definitions AS (
     FROM config.indicator_catalogue
 ),
 
-closed_episodes AS (
-    -- Indicators describe closed episodes; a missing case-mix attribute is its
-    -- own category ('unknown') so that the categories of a dimension add up.
-    SELECT
-        concern_id,
-        episode_id,
-        location_id,
-        therapist_id,
-        strftime(end_date, '%Y-%m') AS end_month,
-        strftime(end_date, '%Y') || '-Q' || quarter(end_date) AS end_quarter,
-        strftime(end_date, '%Y') AS end_year,
-        coalesce(diagnosis_group, 'unknown') AS diagnosis_group,
-        coalesce(referrer, 'unknown') AS referrer,
-        coalesce(care_type, 'unknown') AS care_type,
-        coalesce(therapist_experience, 'unknown') AS therapist_experience,
-        coalesce(baseline_severity_band, 'unknown') AS baseline_severity
-    FROM marts.episode_outcomes
-    WHERE is_closed
+cells AS NOT MATERIALIZED (
+    -- The sufficient statistics of every figure: per unit of one concern (therapist, location,
+    -- the concern) from marts.indicator_cells, built concern by concern; all concerns together
+    -- as the sum of the concerns' cells.
+    SELECT level, concern_id, unit_id, period_type, period, dimension, category, indicator,
+           n, sum_x, sum_x2, n_therapists
+    FROM marts.indicator_cells
+    UNION ALL
+    SELECT 'all' AS level, NULL::VARCHAR AS concern_id, 'all' AS unit_id, period_type, period,
+           'total' AS dimension, 'total' AS category, indicator,
+           sum(n)::BIGINT AS n, sum(sum_x) AS sum_x, sum(sum_x2) AS sum_x2, NULL::BIGINT AS n_therapists
+    FROM marts.indicator_cells
+    WHERE level = 'concern' AND dimension = 'total'
+    GROUP BY period_type, period, indicator
 ),
 
-episode_measures AS NOT MATERIALIZED (
-    -- One row per closed episode and indicator, with its contribution x from
-    -- outcomes.indicator_contributions (NULL = not in this indicator's n).
-    -- Percentages are means of 0/100 contributions, so one mean serves every indicator.
-    -- Not materialised: six aggregates read it, and streaming the join into each costs less
-    -- than holding a row per episode and indicator (32 million at tier L) on disk.
-    SELECT
-        c.concern_id,
-        c.location_id,
-        c.therapist_id,
-        c.end_month,
-        c.end_quarter,
-        c.end_year,
-        c.diagnosis_group,
-        c.referrer,
-        c.care_type,
-        c.therapist_experience,
-        c.baseline_severity,
-        m.indicator,
-        m.x
-    FROM closed_episodes AS c
-    JOIN outcomes.indicator_contributions AS m
-      ON m.concern_id = c.concern_id AND m.episode_id = c.episode_id
-),
-
-unit_cells AS (
-    -- Sufficient statistics (n, sum, sum of squares) per therapist, location and
-    -- month. Every unit and period of marts.indicators is a sum of these cells,
-    -- so the episodes are scanned once however many levels are published.
-    SELECT
-        concern_id,
-        location_id,
-        therapist_id,
-        end_month,
-        end_quarter,
-        end_year,
-        indicator,
-        count(x) AS n,
-        sum(x) AS sum_x,
-        sum(x * x) AS sum_x2
-    FROM episode_measures
-    GROUP BY concern_id, location_id, therapist_id, end_month, end_quarter, end_year, indicator
-),
-
-unit_cells_by_period AS (
-    SELECT u.*, p.period_type, p.period
-    FROM unit_cells AS u
-    CROSS JOIN LATERAL (VALUES
-        ('month', u.end_month),
-        ('quarter', u.end_quarter),
-        ('year', u.end_year)
-    ) AS p(period_type, period)
-),
-
-total_cells AS (
-    SELECT
-        CASE
-            WHEN grouping(therapist_id) = 0 THEN 'therapist'
-            WHEN grouping(location_id) = 0 THEN 'location'
-            WHEN grouping(concern_id) = 0 THEN 'concern'
-            ELSE 'all'
-        END AS level,
-        concern_id,
-        CASE
-            WHEN grouping(therapist_id) = 0 THEN therapist_id
-            WHEN grouping(location_id) = 0 THEN location_id
-            WHEN grouping(concern_id) = 0 THEN concern_id
-            ELSE 'all'
-        END AS unit_id,
-        period_type,
-        period,
-        'total' AS dimension,
-        'total' AS category,
-        indicator,
-        sum(n)::BIGINT AS n,
-        sum(sum_x) AS sum_x,
-        sum(sum_x2) AS sum_x2
-    FROM unit_cells_by_period
-    GROUP BY GROUPING SETS (
-        (period_type, period, indicator, concern_id, therapist_id),
-        (period_type, period, indicator, concern_id, location_id),
-        (period_type, period, indicator, concern_id),
-        (period_type, period, indicator)
-    )
-),
-
-{#- The case-mix dimensions of the breakdowns (marts.indicator_breakdowns), each a column of
-    closed_episodes. #}
-{%- set case_mix_dimensions = ["diagnosis_group", "referrer", "care_type", "therapist_experience",
-                               "baseline_severity"] %}
-case_mix_cells AS (
-    -- The same sufficient statistics per location, quarter and category, one dimension at a
-    -- time (seed 000, stage 2). Grouping by all five dimensions at once and then splitting the
-    -- cells per dimension made almost one cell per episode and indicator, five times over: at
-    -- tier L (32 million contributions) 16 GB of spill before the first breakdown (issue 11).
-    {%- for dimension in case_mix_dimensions %}
-    SELECT concern_id, location_id, end_quarter, end_year, '{{ dimension }}' AS dimension,
-           {{ dimension }} AS category, indicator, count(x) AS n, sum(x) AS sum_x, sum(x * x) AS sum_x2
-    FROM episode_measures
-    GROUP BY concern_id, location_id, end_quarter, end_year, {{ dimension }}, indicator
-    {%- if not loop.last %}
-    UNION ALL{% endif %}
-    {%- endfor %}
-),
-
-case_mix_cells_by_category AS (
-    -- By quarter and year (months hold too few episodes per category to be of use).
-    SELECT
-        c.concern_id,
-        c.location_id,
-        p.period_type,
-        p.period,
-        c.dimension,
-        c.category,
-        c.indicator,
-        c.n,
-        c.sum_x,
-        c.sum_x2
-    FROM case_mix_cells AS c
-    CROSS JOIN LATERAL (VALUES ('quarter', c.end_quarter), ('year', c.end_year)) AS p(period_type, period)
-),
-
-breakdown_cells AS (
-    SELECT
-        CASE WHEN grouping(location_id) = 0 THEN 'location' ELSE 'concern' END AS level,
-        concern_id,
-        CASE WHEN grouping(location_id) = 0 THEN location_id ELSE concern_id END AS unit_id,
-        period_type,
-        period,
-        dimension,
-        category,
-        indicator,
-        sum(n)::BIGINT AS n,
-        sum(sum_x) AS sum_x,
-        sum(sum_x2) AS sum_x2
-    FROM case_mix_cells_by_category
-    GROUP BY GROUPING SETS (
-        (period_type, period, dimension, category, indicator, concern_id, location_id),
-        (period_type, period, dimension, category, indicator, concern_id)
-    )
-),
-
-episode_statistics AS (
-    -- aggregation 'episodes': every episode weighs the same.
+episode_statistics AS NOT MATERIALIZED (
+    -- aggregation 'episodes': every episode weighs the same. Not materialised (here and
+    -- below, to own_reasons): each figure is computed from its cell where it is read, and
+    -- the therapist figures stream from marts.indicator_cells to the table, never held.
     SELECT
         c.level,
         c.concern_id,
@@ -196,6 +55,7 @@ episode_statistics AS (
         'episodes' AS aggregation,
         c.n,
         NULL::BIGINT AS n_units,
+        c.n_therapists,
         CASE
             WHEN d.kind = 'count' THEN c.n::DOUBLE
             WHEN c.n > 0 THEN c.sum_x / c.n
@@ -205,7 +65,7 @@ episode_statistics AS (
         -- below zero when all values are equal.
         CASE WHEN d.kind = 'mean' AND c.n > 1
              THEN sqrt(greatest((c.sum_x2 - c.sum_x * c.sum_x / c.n) / (c.n - 1), 0)) END AS sd
-    FROM (SELECT * FROM total_cells UNION ALL SELECT * FROM breakdown_cells) AS c
+    FROM cells AS c
     JOIN indicator_definitions AS d ON d.indicator = c.indicator
 ),
 
@@ -272,7 +132,7 @@ t_quantiles AS (
 ),
 -- END confidence quantiles --------------------------------------------------
 
-episode_intervals AS (
+episode_intervals AS NOT MATERIALIZED (
     -- Wilson for percentages, t for means; raw_ci_* unclipped, se = the half-width / z
     -- (what a location brings to the interval of a mean of locations).
     SELECT
@@ -320,47 +180,20 @@ episode_intervals AS (
 -- BEGIN suppression ----------------------------------------------------------
 -- Decided once, here, for every figure; every published table, report and export
 -- reads the flag (docs/outcome-rules.md, "Suppression").
-therapists_per_experience AS (
-    -- A trainee / experienced category that rests on fewer than
-    -- min_therapists_per_category therapists is one therapist's result (seed 000:
-    -- seen by their location manager only).
-    SELECT
-        concern_id,
-        CASE WHEN grouping(location_id) = 0 THEN 'location' ELSE 'concern' END AS level,
-        CASE WHEN grouping(location_id) = 0 THEN location_id ELSE concern_id END AS unit_id,
-        p.period_type AS period_type,
-        p.period AS period,
-        therapist_experience AS category,
-        count(DISTINCT therapist_id) AS n_therapists
-    FROM closed_episodes
-    CROSS JOIN LATERAL (VALUES ('quarter', end_quarter), ('year', end_year)) AS p(period_type, period)
-    GROUP BY GROUPING SETS (
-        (concern_id, location_id, p.period_type, p.period, therapist_experience),
-        (concern_id, p.period_type, p.period, therapist_experience)
-    )
-),
-
-own_reasons AS (
+own_reasons AS NOT MATERIALIZED (
     -- Primary suppression, on the figure's own numbers: fewer than min_n episodes; a
     -- percentage whose numerator, or whose complement (n - numerator), is a count from 1
     -- to min_count_published - 1 (value x n would give that count back); one therapist's
-    -- category. figure_row numbers the rows so that the complementary passes below can
-    -- work on a narrow copy and hand their reasons back by it.
+    -- category.
     SELECT
         i.*,
-        th.n_therapists,
         coalesce(
             small_number_reason(i.n),
             CASE WHEN i.kind = 'percentage' THEN small_count_reason(i.numerator, i.n) END,
-            CASE WHEN th.n_therapists < getvariable('min_therapists_per_category')
+            CASE WHEN i.n_therapists < getvariable('min_therapists_per_category')
                  THEN 'therapists_below_min' END
-        ) AS reason,
-        row_number() OVER () AS figure_row
+        ) AS reason
     FROM episode_intervals AS i
-    LEFT JOIN therapists_per_experience AS th
-      ON i.dimension = 'therapist_experience' AND th.concern_id = i.concern_id AND th.level = i.level
-     AND th.unit_id = i.unit_id AND th.period_type = i.period_type AND th.period = i.period
-     AND th.category = i.category
 ),
 
 shared_reasons_0 AS (
@@ -368,7 +201,7 @@ shared_reasons_0 AS (
     -- therapist figures are not in the shared outputs, so they take no part in it
     -- (docs/outcome-rules.md), and the windows below sort narrow rows, not wide ones
     -- (issue 11: on wide rows of every level they were most of this model's time).
-    SELECT figure_row, level, concern_id, unit_id, period_type, period, dimension, category, indicator, n, reason
+    SELECT level, concern_id, unit_id, period_type, period, dimension, category, indicator, n, reason
     FROM own_reasons
     WHERE level <> 'therapist'
 ),
@@ -428,10 +261,22 @@ shared_reasons_{{ round }} AS (
      AND total.period_type = r.period_type AND total.period = r.period AND total.indicator = r.indicator
 ),
 {% endfor %}
-suppressed_statistics AS (
-    SELECT o.* EXCLUDE (reason, figure_row), coalesce(s.reason, o.reason) AS suppression_reason
+shared_statistics AS (
+    -- The shared figures with their reasons after complementary suppression, handed back by
+    -- the figure's key (one row per key: aggregation is 'episodes' throughout).
+    SELECT o.* EXCLUDE (reason), s.reason AS suppression_reason
     FROM own_reasons AS o
-    LEFT JOIN shared_reasons_{{ rounds }} AS s USING (figure_row)
+    JOIN shared_reasons_{{ rounds }} AS s
+      ON s.level = o.level AND s.concern_id IS NOT DISTINCT FROM o.concern_id AND s.unit_id = o.unit_id
+     AND s.period_type = o.period_type AND s.period = o.period AND s.dimension = o.dimension
+     AND s.category = o.category AND s.indicator = o.indicator
+    WHERE o.level <> 'therapist'
+),
+
+suppressed_statistics AS NOT MATERIALIZED (
+    SELECT * EXCLUDE (reason), reason AS suppression_reason FROM own_reasons WHERE level = 'therapist'
+    UNION ALL
+    SELECT * FROM shared_statistics
 ),
 -- END suppression ------------------------------------------------------------
 
@@ -470,7 +315,7 @@ location_means AS (
         any_value(confidence_level) AS confidence_level
     FROM (
         SELECT *, suppression_reason IS NULL AND value IS NOT NULL AS shown
-        FROM suppressed_statistics
+        FROM shared_statistics
         WHERE level = 'location' AND dimension = 'total' AND kind <> 'count'
     ) AS locations
     GROUP BY GROUPING SETS (

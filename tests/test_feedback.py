@@ -146,6 +146,19 @@ def test_a_merged_cell_counts_an_episode_once_across_its_bins(make):
     assert fits[0]["cell_from_bin"] == 1 and fits[0]["n_episodes"] == 4
 
 
+def test_an_empty_bin_rests_on_no_episode_and_merges_back(make):
+    """A bin without measurements has n_episodes 0, so even with a minimum of one episode it merges
+    with the bins before it (the old count of an outer join's empty row said 1: the empty bin
+    counted as reaching the minimum, and its cell had no percentiles)."""
+    con, staging = make(**{**COURSE_PARAMETERS, "expected_course_session_bins": [0, 1, 6, 11],
+                           "expected_course_min_episodes": 1})
+    closed(staging, "A", 220, [(3, 180)], 150)  # nothing at sessions 6-10
+    build(con)
+    empty = course(con, "200-249", "6-10")
+    assert (empty["cell_from_bin"], empty["n_episodes"], empty["n_measurements"]) == ("1-5", 1, 1)
+    assert empty["scores"] == {25: 180, 50: 180, 75: 180}
+
+
 def test_a_band_without_enough_episodes_has_no_course(make):
     con, staging = make(**COURSE_PARAMETERS)
     closed(staging, "A", 220, [(5, 180)], 150)

@@ -112,8 +112,10 @@ candidate_cells AS (
         b.intake_band,
         r.bin_from,
         r.cell_from_bin,
-        -- A cell without measurements counted 1 (count(DISTINCT (NULL, NULL)) over the outer join's empty row).
-        coalesce(e.n_episodes, 1) AS n_episodes,
+        -- A cell without measurements rests on no episode: 0, so that it never reaches the minimum
+        -- (the earlier count(DISTINCT (NULL, NULL)) over an outer join's empty row said 1, and with
+        -- expected_course_min_episodes = 1 an empty cell stopped the merge).
+        coalesce(e.n_episodes, 0) AS n_episodes,
         coalesce(m.n_measurements, 0) AS n_measurements
     FROM bands AS b
     CROSS JOIN bin_ranges AS r

@@ -297,6 +297,37 @@ def test_an_unreadable_manifest_is_rejected_not_a_crash(tmp_path):
             ("C001/2025-06-30", "current"), ("C001/broken", "rejected")]
 
 
+def test_a_loaded_batch_is_not_held_until_the_delivery_commits(tmp_path, monkeypatch):
+    """A delivery loads in one transaction, batch by batch. Each batch's Arrow memory is released
+    once inserted: with con.register(), the dropped views stayed in the transaction's catalog until
+    commit and held every batch, 2.2 GiB outside DuckDB's memory limit at tier L (issue 11)."""
+    import rom_pipeline.defs.ingest.loader as loader
+    import rom_pipeline.lib.delivered_files as delivered_files
+
+    monkeypatch.setattr(delivered_files, "CSV_BLOCK_BYTES", 8 << 10)   # many batches from a small file
+    measurements = [measurement(f"M{i}", "E1", "2025-01-10", None) for i in range(1000)]
+    write_delivery(tmp_path, "C001", "2025-06-30", {
+        "locations": LOCATIONS, "therapists": THERAPISTS, "episodes": [episode("E1", "7700123401")],
+        "measurements": measurements,
+        "item_responses": [row for i in range(1000) for row in items(f"M{i}", scl90_items(180))]})
+    batch_bytes, held_after_file = [], {}
+    read = loader.read_delivered_file
+
+    def watched(path, fmt, columns, stats, restart):
+        for batch in read(path, fmt, columns, stats, restart):
+            batch_bytes.append(batch.nbytes)
+            yield batch
+        held_after_file[path.name] = pa.total_allocated_bytes()   # every batch of the file inserted
+
+    monkeypatch.setattr(loader, "read_delivered_file", watched)
+    with duckdb.connect() as con:
+        summary = ingest_deliveries(con, tmp_path, TEST_KEY.encode(), log=lambda message: None)
+        assert summary.loaded == ["C001/2025-06-30"]
+        assert _rows(con, "SELECT count(*) FROM raw.item_responses") == [(90_000,)]
+    assert len(batch_bytes) > 100
+    assert held_after_file["item_responses.csv"] < sum(batch_bytes) / 10, (held_after_file, sum(batch_bytes))
+
+
 # --- idempotence -------------------------------------------------------------------------------
 
 def test_running_twice_or_rereading_a_delivery_changes_nothing(pipeline):

@@ -93,6 +93,10 @@ def read_csv_header(path: Path) -> list[str]:
     return first
 
 
+# The bytes of CSV text pyarrow parses into one batch: the unit ingest inserts (and holds) at a time.
+CSV_BLOCK_BYTES = 8 << 20
+
+
 def _numbered(batch: pa.RecordBatch, first_row: int, columns: list[str]) -> pa.RecordBatch:
     # first_row, first_row + 1, ... built by Arrow (a Python range is a Python int per row)
     numbers = pc.add(pc.indices_nonzero(pa.repeat(True, batch.num_rows)).cast(pa.int64()), first_row)
@@ -106,7 +110,7 @@ def _csv_fast(path: Path, header: list[str], columns: list[str], stats: ReadStat
     # record with bytes that are not UTF-8 made pyarrow's own decoding raise inside the callback.)
     reader = pa_csv.open_csv(
         path,
-        read_options=pa_csv.ReadOptions(column_names=header, skip_rows=1, block_size=8 << 20),
+        read_options=pa_csv.ReadOptions(column_names=header, skip_rows=1, block_size=CSV_BLOCK_BYTES),
         parse_options=pa_csv.ParseOptions(delimiter=";", quote_char='"', double_quote=True,
                                           newlines_in_values=True),
         convert_options=pa_csv.ConvertOptions(

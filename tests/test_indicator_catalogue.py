@@ -39,12 +39,25 @@ PCT_REFERRED = """
       higher_is_better: false
       cluster: kernset
 """
-PARAMETERS = "indicators:\n  min_n:\n    value: 1\n  min_count_published:\n    value: 1\n" + PCT_REFERRED
+# A mean whose name does not start with mean_ (the internal benchmark finds means by the catalogue's kind).
+AVG_SESSIONS = """
+    avg_sessions:
+      label_nl: "Gemiddeld aantal sessies"
+      label_en: "Mean sessions attended"
+      population: closed
+      value: sessions_attended
+      aggregation: mean
+      higher_is_better: false
+      cluster: kernset
+"""
+PARAMETERS = ("indicators:\n  min_n:\n    value: 1\n  min_count_published:\n    value: 1\n" + PCT_REFERRED
+              + AVG_SESSIONS.lstrip("\n"))
 
 
 def _deliveries(root) -> None:
-    c001 = [episode("E1", "a1", end_reason="referred"), episode("E2", "a2"), episode("E3", "a3", end_reason="referred"),
-            episode("E4", "a4"), episode("E5", "a5", location_id="L2", therapist_id="T2", end_reason="referred"),
+    c001 = [episode("E1", "a1", end_reason="referred", sessions_attended="4"), episode("E2", "a2", sessions_attended="8"),
+            episode("E3", "a3", end_reason="referred", sessions_attended="12"), episode("E4", "a4", sessions_attended="16"),
+            episode("E5", "a5", location_id="L2", therapist_id="T2", end_reason="referred", sessions_attended="20"),
             episode("E6", "a6", start="2025-10-01", end="2026-01-05")]  # in 2026, still running at export
     c002 = [episode("E1", "b1", end_reason="referred"), episode("E2", "b2"), episode("E3", "b3"), episode("E4", "b4")]
     for concern, episodes in (("C001", c001), ("C002", c002)):
@@ -136,6 +149,20 @@ def test_an_indicator_added_by_configuration_joins_the_concern_benchmark(referre
                                                               ("C002", "kernset", 25.0, 50.0, False)]
     assert rows[0][4] == pytest.approx(0.70711, abs=1e-5) and rows[0][5] == pytest.approx(-0.70711, abs=1e-5)
     assert rows[1][4] == pytest.approx(-0.70711, abs=1e-5) and rows[1][5] == pytest.approx(0.70711, abs=1e-5)
+
+
+def test_a_mean_indicator_added_by_configuration_gets_its_funnel_from_the_episodes_sd(referred):
+    """The funnel of a mean is the concern's episode-level sd, found by the catalogue's kind (not by
+    a name starting with mean_). C001 2025 sessions 4, 8, 12, 16 (L1) and 20 (L2): sd sqrt(40);
+    the location funnel centres on (4 x 10 + 1 x 20) / 5 = 12; L1 (n 4): 12 -+ 1.959964 sqrt(40) / 2."""
+    _, run = referred
+    with run.warehouse() as con:
+        row = con.execute("""
+            SELECT value, funnel_centre, funnel_sd, funnel_95_low, funnel_95_high FROM marts.internal_benchmark
+            WHERE indicator = 'avg_sessions' AND level = 'location' AND unit_id = 'L1' AND concern_id = 'C001'
+              AND period_type = 'year' AND period = '2025'""").fetchone()
+    half = 1.959964 * 40 ** 0.5 / 2
+    assert row == pytest.approx((10.0, 12.0, 40 ** 0.5, 12 - half, 12 + half), abs=1e-9)
 
 
 def test_explain_shows_and_reproduces_an_indicator_added_by_configuration(referred):

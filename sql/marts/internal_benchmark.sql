@@ -45,10 +45,10 @@ organisation_values AS (
 -- period (the pooled sd of the funnel for means): the sample sd that
 -- marts.indicators carries on the concern's 'episodes' row.
 episode_sd AS (
-    SELECT concern_id, period_type, period, indicator, CAST(sd AS DOUBLE) AS sd_episodes
-    FROM marts.indicators
-    WHERE level = 'concern' AND aggregation = 'episodes'
-      AND indicator LIKE 'mean\_%' ESCAPE '\'
+    SELECT i.concern_id, i.period_type, i.period, i.indicator, CAST(i.sd AS DOUBLE) AS sd_episodes
+    FROM marts.indicators AS i
+    JOIN config.indicator_catalogue AS d ON d.indicator = i.indicator
+    WHERE i.level = 'concern' AND i.aggregation = 'episodes' AND d.kind = 'mean'
 ),
 
 peer_statistics AS (

@@ -16,6 +16,7 @@
 -- (small_count_reason), the rules every published figure follows, and a dimension's
 -- one hidden category takes its smallest shown sibling with it ('complementary'). Therapist rows
 -- never leave the work database unless the deployment publishes therapist level.
+{% from "macros/complementary.jinja" import complementary_pass %}
 WITH
 closed AS (
     SELECT
@@ -92,25 +93,11 @@ own_reasons AS (
 ),
 
 rows_ AS (
-    -- Complementary suppression (as marts.indicator_aggregates over a breakdown's categories): a
-    -- unit's shown total with exactly one hidden category would give that category back by
-    -- subtraction, so the smallest shown category of the dimension is hidden too.
-    SELECT
-        r.* EXCLUDE (hidden_parts, smallest_shown) REPLACE (coalesce(r.suppression_reason, CASE
-            WHEN r.dimension <> 'total' AND r.hidden_parts = 1 AND r.smallest_shown = 1
-             AND total.suppression_reason IS NULL
-            THEN 'complementary' END) AS suppression_reason)
-    FROM (
-        SELECT
-            *,
-            count(*) FILTER (WHERE suppression_reason IS NOT NULL) OVER categories AS hidden_parts,
-            row_number() OVER (categories ORDER BY suppression_reason IS NOT NULL, n, category) AS smallest_shown
-        FROM own_reasons
-        WINDOW categories AS (PARTITION BY concern_id, level, unit_id, period, dimension)
-    ) AS r
-    LEFT JOIN own_reasons AS total
-      ON total.dimension = 'total' AND total.concern_id = r.concern_id AND total.level = r.level
-     AND total.unit_id = r.unit_id AND total.period = r.period
+    -- Over a unit's categories: its shown total with exactly one hidden category of a dimension.
+    {{ complementary_pass("own_reasons", reason="suppression_reason", is_part="r.dimension <> 'total'",
+                          tiebreak="category", siblings="concern_id, level, unit_id, period, dimension",
+                          parent_on="parent.dimension = 'total' AND parent.concern_id = r.concern_id
+     AND parent.level = r.level AND parent.unit_id = r.unit_id AND parent.period = r.period") }}
 )
 
 SELECT

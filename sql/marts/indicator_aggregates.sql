@@ -12,6 +12,7 @@
 -- It reads the sufficient statistics of marts.indicator_cells (built concern by
 -- concern); what needs every concern at once is here: the figures of all concerns
 -- together, complementary suppression and the mean of locations.
+{% from "macros/complementary.jinja" import complementary_pass %}
 WITH
 indicator_definitions AS (
     -- From the indicator catalogue (rom_pipeline/parameters.yaml). kind decides the
@@ -215,50 +216,24 @@ shared_reasons_0 AS (
 {%- for round in range(1, rounds + 1) %}
 {%- set previous = "shared_reasons_" ~ (round - 1) %}
 after_levels_{{ round }} AS (
-    -- Complementary suppression over the levels: a shown parent (a concern; all
-    -- concerns) with exactly one hidden part (a location; a concern) would give that
-    -- part back by subtraction (parent n and numerator minus the shown parts), so the
-    -- smallest shown sibling is hidden too. Per dimension and category alike.
-    SELECT
-        r.* EXCLUDE (hidden_parts, smallest_shown) REPLACE (coalesce(r.reason, CASE
-            WHEN r.hidden_parts = 1 AND r.smallest_shown = 1 AND r.n > 0 AND parent.reason IS NULL
-            THEN 'complementary' END) AS reason)
-    FROM (
-        SELECT
-            *,
-            count(*) FILTER (WHERE reason IS NOT NULL AND n > 0) OVER siblings AS hidden_parts,
-            row_number() OVER (siblings ORDER BY reason IS NOT NULL OR n = 0, n, unit_id) AS smallest_shown
-        FROM {{ previous }}
-        WINDOW siblings AS (PARTITION BY level, CASE WHEN level = 'location' THEN concern_id END,
-                                         period_type, period, dimension, category, indicator)
-    ) AS r
-    LEFT JOIN {{ previous }} AS parent
-      ON parent.level = CASE r.level WHEN 'location' THEN 'concern' WHEN 'concern' THEN 'all' END
+    -- Over the levels: a shown parent (a concern; all concerns) with exactly one hidden part
+    -- (a location; a concern). Per dimension and category alike.
+    {{ complementary_pass(previous,
+        siblings="level, CASE WHEN level = 'location' THEN concern_id END, period_type, period, dimension,
+                  category, indicator",
+        parent_on="parent.level = CASE r.level WHEN 'location' THEN 'concern' WHEN 'concern' THEN 'all' END
      AND parent.unit_id = CASE r.level WHEN 'location' THEN r.concern_id ELSE 'all' END
      AND parent.period_type = r.period_type AND parent.period = r.period AND parent.dimension = r.dimension
-     AND parent.category = r.category AND parent.indicator = r.indicator
+     AND parent.category = r.category AND parent.indicator = r.indicator") }}
 ),
 
 shared_reasons_{{ round }} AS (
-    -- The same over the categories of a breakdown: a unit's shown total with exactly
-    -- one hidden category gives that category back.
-    SELECT
-        r.* EXCLUDE (hidden_parts, smallest_shown) REPLACE (coalesce(r.reason, CASE
-            WHEN r.dimension <> 'total' AND r.hidden_parts = 1 AND r.smallest_shown = 1 AND r.n > 0
-             AND total.reason IS NULL
-            THEN 'complementary' END) AS reason)
-    FROM (
-        SELECT
-            *,
-            count(*) FILTER (WHERE reason IS NOT NULL AND n > 0) OVER categories AS hidden_parts,
-            row_number() OVER (categories ORDER BY reason IS NOT NULL OR n = 0, n, category) AS smallest_shown
-        FROM after_levels_{{ round }}
-        WINDOW categories AS (PARTITION BY level, concern_id, unit_id, period_type, period, dimension, indicator)
-    ) AS r
-    LEFT JOIN after_levels_{{ round }} AS total
-      ON r.dimension <> 'total' AND total.dimension = 'total' AND total.level = r.level
-     AND total.concern_id IS NOT DISTINCT FROM r.concern_id AND total.unit_id = r.unit_id
-     AND total.period_type = r.period_type AND total.period = r.period AND total.indicator = r.indicator
+    -- Over the categories of a breakdown: a unit's shown total with exactly one hidden category.
+    {{ complementary_pass("after_levels_" ~ round, is_part="r.dimension <> 'total'", tiebreak="category",
+        siblings="level, concern_id, unit_id, period_type, period, dimension, indicator",
+        parent_on="r.dimension <> 'total' AND parent.dimension = 'total' AND parent.level = r.level
+     AND parent.concern_id IS NOT DISTINCT FROM r.concern_id AND parent.unit_id = r.unit_id
+     AND parent.period_type = r.period_type AND parent.period = r.period AND parent.indicator = r.indicator") }}
 ),
 {% endfor %}
 shared_statistics AS (

@@ -7,6 +7,7 @@
 -- over the locations of a concern (a shown concern with exactly one hidden location would give
 -- it back by subtraction, so the smallest shown location is hidden too). The split by reason
 -- is shown only where the figure is shown and neither reason count is 1..4.
+{% from "macros/complementary.jinja" import complementary_pass %}
 WITH
 judged AS (
     SELECT n.concern_id, n.location_id, n.not_on_track, n.not_on_track_reason
@@ -38,20 +39,9 @@ own_reasons AS (
 ),
 
 complementary AS (
-    SELECT
-        r.* EXCLUDE (hidden_parts, smallest_shown) REPLACE (coalesce(r.reason, CASE
-            WHEN r.level = 'location' AND r.hidden_parts = 1 AND r.smallest_shown = 1 AND r.n_judged > 0
-             AND parent.reason IS NULL
-            THEN 'complementary' END) AS reason)
-    FROM (
-        SELECT
-            *,
-            count(*) FILTER (WHERE reason IS NOT NULL AND n_judged > 0) OVER siblings AS hidden_parts,
-            row_number() OVER (siblings ORDER BY reason IS NOT NULL OR n_judged = 0, n_judged, unit_id) AS smallest_shown
-        FROM own_reasons
-        WINDOW siblings AS (PARTITION BY level, concern_id)
-    ) AS r
-    LEFT JOIN own_reasons AS parent ON parent.level = 'concern' AND parent.concern_id = r.concern_id
+    -- A shown concern with exactly one hidden location.
+    {{ complementary_pass("own_reasons", n="n_judged", is_part="r.level = 'location'", siblings="level, concern_id",
+                          parent_on="parent.level = 'concern' AND parent.concern_id = r.concern_id") }}
 ),
 
 data_dates AS (

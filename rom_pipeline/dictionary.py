@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rom_pipeline.config import load_parameters
-from rom_pipeline.defs.publish.warehouse import load_spec
+from rom_pipeline.lib.warehouse_spec import load_spec
 from rom_pipeline.paths import PROJECT_DIR
 from schemas.contract import CONTRACT_VERSION, FILES
 from schemas.reference import REFERENCE_FILES

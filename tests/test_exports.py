@@ -15,7 +15,7 @@ import pytest
 from cli_runs import HYPERLINK_NAME, baseline, connect_warehouse
 
 from rom_pipeline.defs.publish.exports import CSV_DIR_NAME, exported_tables, write_csv_exports
-from rom_pipeline.defs.publish.warehouse import load_spec
+from rom_pipeline.lib.warehouse_spec import load_spec
 from rom_pipeline.lib.spreadsheet import neutralise, neutralise_text
 
 

@@ -26,7 +26,8 @@ import pytest
 from cli_runs import (Baseline, Killed, baseline, cli_env, connect_warehouse, differing_rows, published_tables,
                       reader_night, run_cli, run_until, sha256_file)
 
-from rom_pipeline.defs.publish.warehouse import load_spec, publish_warehouse
+from rom_pipeline.defs.publish.warehouse import publish_warehouse
+from rom_pipeline.lib.warehouse_spec import load_spec
 from rom_pipeline.resources import Workspace
 
 KILL_POINTS = {

@@ -28,7 +28,8 @@ import pytest
 from cli_runs import cli_command, cli_env, client_ids, connect_warehouse, generate, run_cli, table_names
 from conftest import WITHOUT_REPORTS
 
-from rom_pipeline.defs.publish.warehouse import can_write_encrypted, load_spec
+from rom_pipeline.defs.publish.warehouse import can_write_encrypted
+from rom_pipeline.lib.warehouse_spec import load_spec
 from rom_pipeline.lib.pseudonym import DEMO_KEY, pseudonymise
 from rom_pipeline.paths import PROJECT_DIR
 from rom_pipeline.resources import Workspace

@@ -166,7 +166,8 @@ def history(tmp_path_factory) -> History:
     _redeliver(export, "C001", "2026-11-21", "2026-11-28")
     night(6)
     # the patched file against a file built anew from the same work database
-    from rom_pipeline.defs.publish.warehouse import load_spec, publish_warehouse
+    from rom_pipeline.defs.publish.warehouse import publish_warehouse
+    from rom_pipeline.lib.warehouse_spec import load_spec
     from rom_pipeline.resources import Workspace
 
     fresh = root / "fresh" / "warehouse.duckdb"

@@ -1,13 +1,17 @@
 """Which figure rows an output publishes: the one statement the audit trail and the reports share.
 
 A figure is published when some output shows it: the shared warehouse (and its CSV exports) shows
-every level but therapists, and therapists too where the deployment allows it
-(``ROM_PUBLISH_THERAPIST_LEVEL``, the DuckDB variable ``publish_therapist_level``; the tables'
-``where`` in ``schemas/warehouse.yaml``); a location manager's package shows its therapists by year
-and quarter. A therapist's month figure is therefore computed (the warehouse may publish it) but,
-by default, published nowhere, and the audit trail does not record it (issue 11: those were 60% of
-the figures a night recorded).
+the rows its table's ``where`` in ``schemas/warehouse.yaml`` keeps (therapist rows only where the
+deployment allows them, ``ROM_PUBLISH_THERAPIST_LEVEL``); a location manager's package shows its
+therapists by year and quarter. A therapist's month figure is therefore computed (the warehouse
+may publish it) but, by default, published nowhere, and the audit trail does not record it (issue
+11: those were 60% of the figures a night recorded).
 """
+from __future__ import annotations
+
+import functools
+
+from rom_pipeline.lib.warehouse_spec import load_spec
 
 # The periods a manager package shows of its therapists (rom_pipeline/reports/data.py reads them).
 MANAGER_PACKAGE_PERIOD_TYPES = ("year", "quarter")
@@ -18,7 +22,16 @@ def period_types_sql(period_types: tuple[str, ...] = MANAGER_PACKAGE_PERIOD_TYPE
     return "(" + ", ".join(f"'{p}'" for p in period_types) + ")"
 
 
-def published_somewhere_sql(level: str = "level", period_type: str = "period_type") -> str:
-    """SQL condition on a figure row (its level and period type columns): some output publishes it."""
-    return (f"({level} IS DISTINCT FROM 'therapist' OR getvariable('publish_therapist_level') "
-            f"OR {period_type} IN {period_types_sql()})")
+@functools.cache
+def _warehouse_where() -> dict[str, str | None]:
+    return {table.name: table.where for table in load_spec()}
+
+
+def published_somewhere_sql(table: str) -> str:
+    """SQL condition on a row of the work table ``table`` (a published table of warehouse.yaml): some
+    output publishes it. Everything, when the warehouse publishes the table whole; else the rows its
+    ``where`` keeps, and a therapist's year and quarter figures (the manager packages)."""
+    where = _warehouse_where()[table]
+    if where is None:
+        return "true"
+    return f"(({where}) OR (level = 'therapist' AND period_type IN {period_types_sql()}))"

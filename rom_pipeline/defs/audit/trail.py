@@ -83,7 +83,7 @@ VERSIONED = ["run_inputs", "published_figures", "figure_episodes", "quarantine_l
 class FigureSource:
     """How the rows of one published table become figures: SQL expressions over its columns.
 
-    ``published``: the rows some output publishes (default: all); the others are not figures of the trail.
+    Only the rows some output publishes are figures of the trail (:attr:`published`).
     """
 
     table: str
@@ -96,19 +96,18 @@ class FigureSource:
     value: str = "value"
     n: str = "NULL"
     suppressed: str = "false"
-    published: str = "true"
 
+    @property
+    def published(self) -> str:
+        """SQL condition: the rows some output shows (the warehouse's ``where``, the manager packages)."""
+        return published_somewhere_sql(self.table)
 
-# Tables with therapist rows record those a manager package or the warehouse shows (lib/audience.py).
-_PUBLISHED = published_somewhere_sql()
 
 FIGURE_SOURCES = [
     FigureSource("marts.indicators", figure="indicator", aggregation="aggregation", level="level",
-                 unit_id="unit_id", period_type="period_type", period="period", n="n", suppressed="suppressed",
-                 published=_PUBLISHED),
+                 unit_id="unit_id", period_type="period_type", period="period", n="n", suppressed="suppressed"),
     FigureSource("marts.internal_benchmark", figure="indicator", aggregation="'internal_benchmark'", level="level",
-                 unit_id="unit_id", period_type="period_type", period="period", n="n", suppressed="suppressed",
-                 published=_PUBLISHED),
+                 unit_id="unit_id", period_type="period_type", period="period", n="n", suppressed="suppressed"),
     FigureSource("marts.concern_benchmark", figure="indicator_id", aggregation="peer_group", n="n"),
     FigureSource("marts.concern_summary", figure="'summary_z:' || cluster", aggregation="peer_group",
                  value="summary_z", n="n_indicators"),
@@ -121,7 +120,7 @@ FIGURE_SOURCES = [
     # run's coefficients stay in the trail although marts.casemix_models is rebuilt each run.
     FigureSource("marts.casemix_adjusted", figure="indicator", aggregation="'casemix_adjusted'", level="level",
                  unit_id="unit_id", period_type="period_type", period="period", value="difference", n="n",
-                 suppressed="suppressed", published=_PUBLISHED),
+                 suppressed="suppressed"),
     FigureSource("marts.casemix_models", figure="model || ':' || coalesce(equation, '') || ':' || term",
                  aggregation="model_id", level="left_out_level",
                  unit_id="coalesce(left_out_location_id, left_out_concerns)", period_type="NULL", period="NULL",

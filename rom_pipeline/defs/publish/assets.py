@@ -1,15 +1,18 @@
 """Publish: the analysts' warehouse file, built beside the published one (anew, or as a patched copy) and
 swapped in whole."""
 
+from pathlib import Path
+
 import dagster as dg
 
 from rom_pipeline.defs.audit.assets import TRAIL_TABLES, ensure_run_recorded
 from rom_pipeline.defs.audit.trail import publishing
 from rom_pipeline.defs.publish.exports import csv_exports
-from rom_pipeline.defs.publish.warehouse import Increment, load_spec, publish_warehouse
+from rom_pipeline.defs.publish.warehouse import Increment, publish_warehouse
 from rom_pipeline.defs.sql_asset import DUCKDB_POOL, OWNERS, model_context
 from rom_pipeline.lib.concern_scope import read_scope
 from rom_pipeline.lib.warehouse_reader import encryption_key
+from rom_pipeline.lib.warehouse_spec import load_spec
 from rom_pipeline.resources import Workspace
 
 PUBLISHED = load_spec()
@@ -19,9 +22,10 @@ def _code_version() -> str:
     import hashlib
 
     from rom_pipeline.defs.publish import warehouse as module
-    from rom_pipeline.defs.publish.warehouse import WAREHOUSE_SPEC
+    from rom_pipeline.lib import warehouse_spec
 
-    return hashlib.sha256(open(module.__file__, "rb").read() + WAREHOUSE_SPEC.read_bytes()).hexdigest()[:12]
+    sources = (Path(module.__file__), Path(warehouse_spec.__file__), warehouse_spec.WAREHOUSE_SPEC)
+    return hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
 
 
 def per_concern_tables() -> frozenset[str]:

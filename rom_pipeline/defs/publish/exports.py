@@ -24,7 +24,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from rom_pipeline.defs.publish.warehouse import PublishedTable, load_spec
+from rom_pipeline.lib.warehouse_spec import PublishedTable, load_spec
 from rom_pipeline.defs.sql_asset import OWNERS
 from rom_pipeline.lib.spreadsheet import neutralise_text
 from rom_pipeline.lib.sqltext import literal

@@ -32,52 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
 from rom_pipeline.lib.sqltext import literal
-from rom_pipeline.paths import SCHEMAS_DIR
+from rom_pipeline.lib.warehouse_spec import PublishedTable
 
-WAREHOUSE_SPEC = SCHEMAS_DIR / "warehouse.yaml"
 FAULT_ENV = "ROM_FAULT_INJECT"
 FAULT_POINTS = ("mid_build", "before_swap", "after_swap")
-
-
-@dataclass(frozen=True)
-class PublishedColumn:
-    name: str
-    description: str
-    publish_as: str | None = None
-
-
-@dataclass(frozen=True)
-class PublishedTable:
-    name: str                 # schema.table
-    description: str
-    columns: tuple[PublishedColumn, ...]
-    where: str | None = None
-    order_by: str | None = None
-    audience: str = "analysts"  # or "public": also exported for spreadsheets and publication
-
-
-AUDIENCES = ("analysts", "public")
-
-
-def load_spec(path: Path = WAREHOUSE_SPEC) -> list[PublishedTable]:
-    doc = yaml.safe_load(path.read_text())
-    tables = []
-    for name, spec in doc["tables"].items():
-        columns = []
-        for col, entry in spec["columns"].items():
-            if isinstance(entry, str):
-                columns.append(PublishedColumn(col, entry))
-            else:
-                columns.append(PublishedColumn(col, entry["description"], entry.get("publish_as")))
-        audience = spec.get("audience", "analysts")
-        if audience not in AUDIENCES:
-            raise ValueError(f"{path}: {name}: audience {audience!r} is not one of {', '.join(AUDIENCES)}")
-        tables.append(PublishedTable(name, spec["description"].strip(), tuple(columns),
-                                     spec.get("where"), spec.get("order_by"), audience))
-    return tables
 
 
 class SpecMismatch(Exception):

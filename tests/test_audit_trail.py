@@ -65,6 +65,39 @@ def test_published_figures_are_appended_never_overwritten(two_nights):
         assert "marts.indicators" in tables and tables <= {s.table for s in trail.FIGURE_SOURCES}
 
 
+@pytest.mark.parametrize("batch_rows", [1, 2_000_000])
+def test_figures_are_compared_a_batch_of_concerns_at_a_time(tmp_path, monkeypatch, batch_rows):
+    """Batches of one concern each (batch_rows 1) record what one batch of all does: a figure's key
+    holds its concern, so new, changed and removed figures are found within its concern's batch."""
+    monkeypatch.setattr(trail, "FIGURE_BATCH_ROWS", batch_rows)
+    con = duckdb.connect(str(tmp_path / "work.duckdb"))
+    trail.ensure_tables(con)
+    con.execute("CREATE SCHEMA marts")
+    con.execute("""CREATE TABLE marts.indicators AS SELECT * FROM (VALUES
+        ('C1', 'location', 'L1', 'year', '2025', 'mean_improvement', 'episodes', 50.0, 12, false),
+        ('C1', 'location', 'L2', 'year', '2025', 'mean_improvement', 'episodes', 60.0, 15, false),
+        ('C2', 'location', 'L1', 'year', '2025', 'mean_improvement', 'episodes', 70.0, 11, false),
+        (NULL, 'all', 'all', 'year', '2025', 'mean_improvement', 'episodes', 60.0, 38, false))
+        AS t(concern_id, level, unit_id, period_type, period, indicator, aggregation, value, n, suppressed)""")
+
+    def night(run_id: str) -> dict:
+        start_run(con, RunInfo(run_id, "manual", "0", None, "s", "{}", "p", {}, "i", "m"))
+        counts = record_published_figures(con, run_id)
+        con.execute("UPDATE audit.runs SET status = 'published' WHERE run_id = ?", [run_id])
+        return counts
+
+    assert len(trail._concern_batches(con, trail._figures_select(con))) == (3 if batch_rows == 1 else 1)
+    assert night("r1") == {"figures_new": 4, "figures_changed": 0, "figures_removed": 0, "figures_published": 4}
+    con.execute("UPDATE marts.indicators SET value = 71.0 WHERE concern_id = 'C2'")
+    con.execute("DELETE FROM marts.indicators WHERE concern_id = 'C1' AND unit_id = 'L2'")
+    assert night("r2") == {"figures_new": 0, "figures_changed": 1, "figures_removed": 1, "figures_published": 3}
+    con.execute("DELETE FROM marts.indicators WHERE concern_id = 'C2'")   # a concern gone: found in the history
+    assert night("r3") == {"figures_new": 0, "figures_changed": 0, "figures_removed": 1, "figures_published": 2}
+    assert con.execute("SELECT run_id, concern_id, unit_id, change FROM audit.published_figures "
+                       "WHERE run_id <> 'r1' ORDER BY run_id, concern_id").fetchall() == [
+        ("r2", "C1", "L2", "removed"), ("r2", "C2", "L1", "changed"), ("r3", "C2", "L1", "removed")]
+
+
 def test_figure_versions_new_changed_removed_and_noise(tmp_path):
     """The append rule on a toy marts.indicators: a row per change, none for float noise."""
     con = duckdb.connect(str(tmp_path / "work.duckdb"))

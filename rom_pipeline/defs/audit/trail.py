@@ -257,28 +257,69 @@ def _figures_select(con) -> str:
     return " UNION ALL ".join(parts)
 
 
+# Figures are compared a batch of concerns at a time, of about this many figures: at tier L the
+# figures of every concern at once (with their keys and digests, copied for the changed ones) spilled
+# more than 23 GB of temporary tables (issue 11). A figure's key holds its concern, so a batch's
+# comparison needs only that batch's figures and history.
+FIGURE_BATCH_ROWS = 2_000_000
+
+
+def _concern_batches(con, select: str) -> list[list[str | None]]:
+    """The concerns of tonight's figures and of the recorded ones (NULL: figures of no concern), in
+    batches of about FIGURE_BATCH_ROWS current figures; each concern is in exactly one batch."""
+    sizes = dict(con.execute(f"SELECT concern_id, count(*) FROM ({select}) AS f GROUP BY ALL").fetchall())
+    for (concern,) in con.execute("SELECT DISTINCT concern_id FROM audit.published_figures").fetchall():
+        sizes.setdefault(concern, 0)
+    batches: list[list[str | None]] = [[]]
+    size = 0
+    for concern in sorted(sizes, key=lambda c: (c is None, c or "")):
+        if batches[-1] and size + sizes[concern] > FIGURE_BATCH_ROWS:
+            batches.append([])
+            size = 0
+        batches[-1].append(concern)
+        size += sizes[concern]
+    return [b for b in batches if b]
+
+
+def _in_batch(column: str, batch: list[str | None]) -> str:
+    named = [c for c in batch if c is not None]
+    conditions = ([f"{column} IN ({in_list(named)})"] if named else []) + \
+        ([f"{column} IS NULL"] if None in batch else [])
+    return "(" + " OR ".join(conditions) + ")"
+
+
 def record_published_figures(con, run_id: str) -> dict[str, int]:
     """Append the figures that are new, changed or gone since the last publish."""
+    counts = {"figures_new": 0, "figures_changed": 0, "figures_removed": 0, "figures_published": 0}
     select = _figures_select(con)
     if not select:
-        return {"figures_new": 0, "figures_changed": 0, "figures_removed": 0, "figures_published": 0}
+        return counts
+    for batch in _concern_batches(con, select):
+        for name, count in _record_figures_of(con, run_id, select, batch).items():
+            counts[name] += count
+    return counts
+
+
+def _record_figures_of(con, run_id: str, select: str, batch: list[str | None]) -> dict[str, int]:
+    """record_published_figures for the figures of the concerns of ``batch``."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE current_figures AS
         SELECT concat_ws('|', table_name, coalesce(concern_id, '*'), coalesce(level, '*'), coalesce(unit_id, '*'),
                          coalesce(period_type, '*'), coalesce(period, '*'), figure, coalesce(aggregation, '*'))
                    AS figure_key,
                *
-        FROM ({select}) AS f""")
+        FROM ({select}) AS f
+        WHERE {_in_batch('f.concern_id', batch)}""")
     duplicates = con.execute("SELECT figure_key FROM current_figures GROUP BY ALL HAVING count(*) > 1 LIMIT 3").fetchall()
     if duplicates:
         raise ValueError(f"published figures are not unique by key, e.g. {duplicates}")
     # The latest version of every figure (arg_max: a hash aggregate, faster than a window over the history).
-    con.execute("""
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE last_figures AS
         SELECT v.figure_key, max(r.run_seq) AS run_seq, arg_max(v.figure_sha256, r.run_seq) AS figure_sha256,
                arg_max(v.change, r.run_seq) AS change
         FROM audit.published_figures AS v JOIN audit.runs AS r ON r.run_id = v.run_id
-        WHERE r.status = 'published' OR r.run_id = ?
+        WHERE (r.status = 'published' OR r.run_id = ?) AND {_in_batch('v.concern_id', batch)}
         GROUP BY v.figure_key""", [run_id])
     # The figures to record: new ones and changed ones. Their published row as JSON is made for these
     # only, from the source rows (rowid, within this transaction): most figures of a night are unchanged.

@@ -1,4 +1,4 @@
-"""What the shared warehouse publishes: ``schemas/warehouse.yaml`` read once, for every stage.
+"""What the shared warehouse publishes: ``schemas/warehouse.yaml``, read here for every stage.
 
 Publishing copies each table (its ``where`` leaves rows out), the data dictionary describes it, and
 the audit trail records the figures some output shows (:mod:`rom_pipeline.lib.audience`). Here, in

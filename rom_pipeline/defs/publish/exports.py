@@ -24,10 +24,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from rom_pipeline.lib.warehouse_spec import PublishedTable, load_spec
 from rom_pipeline.defs.sql_asset import OWNERS
 from rom_pipeline.lib.spreadsheet import neutralise_text
 from rom_pipeline.lib.sqltext import literal
+from rom_pipeline.lib.warehouse_spec import PublishedTable, load_spec
 from rom_pipeline.lib.warehouse_reader import encryption_key as warehouse_encryption_key
 from rom_pipeline.lib.warehouse_reader import open_read_only
 from rom_pipeline.resources import Workspace

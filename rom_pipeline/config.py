@@ -9,6 +9,7 @@ Every run records the flattened values and their hash.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -73,23 +74,35 @@ class Parameters:
     def as_json(self) -> str:
         return json.dumps({"parameters": self.tree, "instruments": self.instruments}, sort_keys=True)
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.as_json().encode()).hexdigest()
 
 
 def load_parameters(override_file: str | os.PathLike | None = None) -> Parameters:
-    tree = _yaml(DEFAULTS_FILE.read_text())
     override_file = override_file or os.environ.get("ROM_PARAMETERS")
+    override_text = None
     if override_file:
         path = Path(override_file)
         if not path.is_file():
             raise FileNotFoundError(f"ROM_PARAMETERS names {path}, which is not a file")
-        tree = _deep_merge(tree, _yaml(path.read_text()) or {})
+        override_text = path.read_text()
+    return _parameters_of(DEFAULTS_FILE.read_text(), override_text, INSTRUMENTS_FILE.read_text())
+
+
+@functools.lru_cache(maxsize=8)
+def _parameters_of(defaults_text: str, override_text: str | None, instruments_text: str) -> Parameters:
+    """The parameters parsed from the files' texts, once per process and texts: every step of a run
+    loads them (about 100 times a run; ~4 ms of YAML each). Keyed on the texts, not on modification
+    times, so that a file rewritten within the file system's clock tick is read anew. Callers only
+    read the result (it is shared)."""
+    tree = _yaml(defaults_text)
+    if override_text is not None:
+        tree = _deep_merge(tree, _yaml(override_text) or {})
     if "targets" in (tree.get("indicators") or {}):
         raise CatalogueError("indicators.targets: targets are part of the indicator catalogue now; write "
                              "indicators.catalogue.<code>.target and .comparator instead")
-    instruments = _yaml(INSTRUMENTS_FILE.read_text())
+    instruments = _yaml(instruments_text)
     params = Parameters(tree=tree, instruments=instruments)
     params.catalogue  # a bad entry stops here, naming the entry and the field
     return params

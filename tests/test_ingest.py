@@ -312,12 +312,13 @@ def test_a_loaded_batch_is_not_held_until_the_delivery_commits(tmp_path, monkeyp
         "item_responses": [row for i in range(1000) for row in items(f"M{i}", scl90_items(180))]})
     batch_bytes, held_after_file = [], {}
     read = loader.read_delivered_file
+    before = pa.total_allocated_bytes()   # what the worker's earlier tests hold, if anything
 
     def watched(path, fmt, columns, stats, restart):
         for batch in read(path, fmt, columns, stats, restart):
             batch_bytes.append(batch.nbytes)
             yield batch
-        held_after_file[path.name] = pa.total_allocated_bytes()   # every batch of the file inserted
+        held_after_file[path.name] = pa.total_allocated_bytes() - before   # every batch of the file inserted
 
     monkeypatch.setattr(loader, "read_delivered_file", watched)
     with duckdb.connect() as con:

@@ -133,6 +133,27 @@ def test_multinomial_probabilities_reproduce_the_category_shares():
     assert p[np.argmax(pre), 1] > p[np.argmin(pre), 1]
 
 
+def test_null_deviance_is_the_intercept_only_model_in_closed_form():
+    """Categories 2, 1, 1 of 4 episodes: the intercept-only model gives them 1/2, 1/4, 1/4, so the
+    null log-likelihood is 2 ln(1/2) + 2 ln(1/4) = -4.15888 (by hand); the fitted model's null
+    deviance agrees with statsmodels' numerical fit of that model, and McFadden's pseudo-R2 reads it."""
+    assert cm.null_log_likelihood(np.array([0, 0, 1, 2])) == pytest.approx(2 * np.log(0.5) + 2 * np.log(0.25))
+    assert cm.null_log_likelihood(np.array([0, 0, 1, 2])) == pytest.approx(-4.158883, abs=1e-6)
+    rng = np.random.default_rng(3)
+    pre = rng.integers(150, 330, 300)
+    category = rng.choice(["recovered", "improved", "unchanged"], 300, p=[0.2, 0.5, 0.3])
+    frame = cm.prepare(_frame("B", pre, np.zeros(300), category=list(category)), AGES)
+    x = cm.Design.of(frame).matrix(frame)
+    fitted = cm.fit_mnlogit(x, category)
+    import statsmodels.api as sm
+    codes = np.searchsorted(np.array([0, 1, 2]), np.array([cm.CATEGORIES.index(c) for c in category]))
+    by_statsmodels = sm.MNLogit(codes, x[:, fitted.columns]).fit(method="newton", disp=0)
+    assert fitted.statistics["null_deviance"] == pytest.approx(-2 * by_statsmodels.llnull, rel=1e-6)
+    assert fitted.statistics["pseudo_r_squared"] == pytest.approx(by_statsmodels.prsquared, rel=1e-4, abs=1e-8)
+    assert fitted.statistics["pseudo_r_squared"] == pytest.approx(
+        1 - fitted.statistics["deviance"] / fitted.statistics["null_deviance"])
+
+
 def test_a_rare_level_with_an_empty_category_is_not_estimated():
     """sex 'other' has no deteriorated episode: its estimate would diverge; it counts as the reference."""
     rng = np.random.default_rng(5)

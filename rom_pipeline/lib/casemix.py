@@ -172,6 +172,19 @@ def fit_ols(x: np.ndarray, y: np.ndarray) -> FittedModel:
                        cov=np.asarray(result.cov_params()))
 
 
+def null_log_likelihood(codes: np.ndarray) -> float:
+    """Log-likelihood of the intercept-only multinomial model of ``codes`` (0..J-1).
+
+    Its maximum-likelihood fit gives every category its share of the episodes, so the value is
+    sum over categories of n_k log(n_k / n), exactly. statsmodels' ``llnull`` (and ``prsquared``,
+    which reads it) finds the same number by fitting that model numerically, Nelder-Mead then BFGS:
+    11.9 of the 27.9 s the tier M night's fits took (cProfile, issue 11).
+    """
+    counts = np.bincount(codes)
+    counts = counts[counts > 0].astype(float)
+    return float((counts * np.log(counts / counts.sum())).sum())
+
+
 def fit_mnlogit(x: np.ndarray, category: np.ndarray, start: FittedModel | None = None,
                 maxiter: int = 100) -> FittedModel:
     """Multinomial logit of the reliable-change category (statsmodels MNLogit, Newton).
@@ -207,9 +220,10 @@ def fit_mnlogit(x: np.ndarray, category: np.ndarray, start: FittedModel | None =
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bse = np.asarray(result.bse).reshape(len(columns), len(present) - 1)
+    llnull = null_log_likelihood(codes)
     return FittedModel(MNLOGIT_MODEL, columns, params, bse, int(result.nobs),
                        {"log_likelihood": float(result.llf), "deviance": float(-2 * result.llf),
-                        "null_deviance": float(-2 * result.llnull), "pseudo_r_squared": float(result.prsquared),
+                        "null_deviance": -2 * llnull, "pseudo_r_squared": 1 - float(result.llf) / llnull,
                         "converged": converged, "iterations": int(result.mle_retvals.get("iterations", 0)),
                         "warnings": "; ".join(sorted({str(w.category.__name__) for w in caught})) or None},
                        categories=present)

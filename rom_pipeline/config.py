@@ -117,13 +117,19 @@ def publish_therapist_level() -> bool:
     return os.environ.get("ROM_PUBLISH_THERAPIST_LEVEL", "").lower() in ("1", "true", "yes")
 
 
+def load_rule_macros(con) -> None:
+    """The shared rules (``sql/macros/*.sql``) as TEMP macros on this connection: the pipeline's
+    connections, and ``explain``'s read-only ones that recompute a figure by the same rule."""
+    for macro_file in sorted(MACROS_DIR.glob("*.sql")):
+        con.execute(macro_file.read_text())
+
+
 def apply_parameters(con, params: Parameters) -> None:
     """Make the parameters visible to SQL: variables plus ``config.*`` tables."""
     for name, value in params.scalars.items():
         con.execute(f"SET VARIABLE {name} = ?", [value])
     con.execute("SET VARIABLE publish_therapist_level = ?", [publish_therapist_level()])
-    for macro_file in sorted(MACROS_DIR.glob("*.sql")):
-        con.execute(macro_file.read_text())
+    load_rule_macros(con)
     digest = _config_digest(params)
     if _config_tables_hold(con, digest):
         return  # every step of a run connects: the tables are written once per parameters and code, not per step

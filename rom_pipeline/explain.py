@@ -28,11 +28,11 @@ import json
 import os
 import re
 import sys
-from datetime import date
 from pathlib import Path
 
 import duckdb
 
+from rom_pipeline.config import load_rule_macros
 from rom_pipeline.explain_benchmarks import explain_benchmark, render_benchmark_text
 from rom_pipeline.explain_caseload import CASELOAD_TABLE, explain_caseload, render_caseload_text
 from rom_pipeline.explain_feedback import (BACKTEST_TABLE, COURSE_TABLE, explain_backtest, explain_expected_course,
@@ -223,13 +223,9 @@ def _why_not(episode: dict, indicator: Indicator | None) -> str:
     return reason + (f" or no value for {indicator.value}" if indicator.value else "")
 
 
-def _period_of(day: str, period_type: str) -> str | None:
-    try:
-        d = date.fromisoformat(day)
-    except (TypeError, ValueError):
-        return None
-    return {"month": f"{d.year}-{d.month:02d}", "quarter": f"{d.year}-Q{(d.month - 1) // 3 + 1}",
-            "year": str(d.year)}[period_type]
+def _period_of(con, day, period_type: str) -> str | None:
+    """The period of a delivered date by the pipeline's own rule (``period_of``); None if it is no date."""
+    return con.execute("SELECT period_of(?, TRY_CAST(? AS DATE))", [period_type, day]).fetchone()[0]
 
 
 def _quarantine_for_unit(con, run_seq: int, deliveries: list[str], level: str, unit: str, period_type: str,
@@ -276,7 +272,7 @@ def _quarantine_for_unit(con, run_seq: int, deliveries: list[str], level: str, u
             hit = raw.get("measurement_id") in measurement_ids
         elif file == "episodes":
             in_unit = unit_column is None or raw.get(unit_column) == unit
-            end = _period_of(raw.get("end_date"), period_type)
+            end = _period_of(con, raw.get("end_date"), period_type)
             hit = in_unit and (end == period or end is None or raw.get("episode_id") in episode_ids)
         elif file in ("locations", "therapists"):
             hit = unit_column is None or raw.get(unit_column) == unit
@@ -321,6 +317,7 @@ def explain(con, *, table: str, concern: str | None, level: str | None, unit: st
             period_type: str | None, period: str | None, indicator: str, aggregation: str | None = None,
             run: str | None = None, category: str | None = None) -> dict:
     """Everything an auditor needs about one published figure, as a dict (see the module doc)."""
+    load_rule_macros(con)  # the rules a figure is recomputed by (period_of, the suppression reasons)
     if table == CASELOAD_TABLE:
         return explain_caseload_table(con, concern=concern, level=level, unit=unit, period=period,
                                       dimension=indicator, category=category, run=run)
@@ -528,6 +525,14 @@ def _suppressed_text(doc: dict) -> str:
     return f"suppressed ({reason})" if reason else "suppressed"
 
 
+def _unit_text(figure: dict) -> str:
+    """'therapist T1 of concern C001', 'concern C001', or 'all concerns' (level all: its unit is 'all')."""
+    if figure["level"] == "all":
+        return "all concerns"
+    of_concern = figure["concern_id"] and figure["level"] != "concern"
+    return f"{figure['level']} {figure['unit_id']}" + (f" of concern {figure['concern_id']}" if of_concern else "")
+
+
 def render_text(doc: dict) -> str:
     f, run = doc["figure"], doc["run"]
     if f["table"] == CASELOAD_TABLE:
@@ -541,8 +546,7 @@ def render_text(doc: dict) -> str:
     if f["table"] == COURSE_TABLE:
         return render_expected_course_text(doc, _fmt)
     lines = [
-        f"Figure   {f['table']}: {f['indicator']} ({f['aggregation'] or '-'}) for {f['level']} {f['unit_id']}"
-        f"{' of concern ' + f['concern_id'] if f['concern_id'] and f['level'] != 'concern' else ''}, "
+        f"Figure   {f['table']}: {f['indicator']} ({f['aggregation'] or '-'}) for {_unit_text(f)}, "
         f"{f['period_type']} {f['period']}",
         f"Run      {run['run_id']} (run {run['run_seq']}, {run['trigger']}, published {run['finished_at']})",
         f"Code     {run['code_version']} (source sha256 {str(run['source_sha256'])[:12]}...)",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from rom_pipeline.config import MACROS_DIR
+from rom_pipeline.config import load_rule_macros
 from rom_pipeline.lib.query import rows as _rows, has_table as _has_table
 
 CASELOAD_TABLE = "marts.caseload_review"
@@ -51,8 +51,7 @@ def _own_reasons(con, params: dict, pairs: list[tuple[int, int]]) -> list[str | 
     """The macros of sql/macros/rules.sql, loaded on this connection with the run's parameters, for (n, n_unit)."""
     for name, value in params.items():
         con.execute(f"SET VARIABLE {name} = ?", [value])
-    for macro_file in sorted(MACROS_DIR.glob("*.sql")):
-        con.execute(macro_file.read_text())
+    load_rule_macros(con)
     return [con.execute("SELECT coalesce(small_number_reason(?::BIGINT), small_count_reason(?::BIGINT, ?::BIGINT))",
                         [n_unit, n, n_unit]).fetchone()[0] for n, n_unit in pairs]
 
@@ -117,7 +116,7 @@ def explain_caseload(con, *, concern: str | None, level: str | None, unit: str |
                coalesce(referrer, 'unknown') AS referrer, coalesce(care_type, 'unknown') AS care_type,
                has_complete_scores, pct_improvement
         FROM marts.episode_outcomes
-        WHERE is_closed AND concern_id = ? AND {unit_column} = ? AND strftime(end_date, '%Y') = ?
+        WHERE is_closed AND concern_id = ? AND {unit_column} = ? AND period_of('year', end_date) = ?
         ORDER BY episode_id""", [concern, unit, period])
     out["episodes"] = episodes
     out["reproduced"] = _reproduce(con, params, level, episodes, all_rows, wanted)

@@ -6,7 +6,7 @@ import pytest
 from nights import NIGHT1_L1, NIGHT1_L1_MEAN, NIGHT2_L1, NIGHT2_L1_MEAN
 
 from rom_pipeline.cli import main
-from rom_pipeline.explain import ExplainError, explain, open_database
+from rom_pipeline.explain import ExplainError, explain, open_database, render_text
 
 FIGURE = dict(table="marts.indicators", concern="C001", level="location", unit="L1", period_type="year",
               period="2025", indicator="mean_improvement")
@@ -75,6 +75,7 @@ def test_other_aggregations_levels_and_the_work_database(two_nights):
     assert by_locations["value"] == pytest.approx(sum(loc["value"] for loc in averaged) / len(averaged))
     everyone = _explain(two_nights, level="all", concern=None, unit="all", indicator="n_closed")
     assert everyone["value"] == 9 and {p["concern_id"] for p in everyone["parts"]} == {"C001", "C002"}
+    assert "n_closed (episodes) for all concerns, year 2025" in render_text(everyone)
     # therapist level is only in the work database (the shared warehouse leaves it out)
     with pytest.raises(ExplainError, match="has no figure"):
         _explain(two_nights, level="therapist", unit="T1")

@@ -49,9 +49,9 @@ closed_episodes AS (
             {'k': '{{ code }}', 'v': secondary_outcomes."{{ code }}"}{{ "," if not loop.last }}
         {%- endfor %}
         ], lambda entry: entry.v.n_measurements > 0)) AS secondary_outcomes,
-        strftime(end_date, '%Y-%m') AS end_month,
-        strftime(end_date, '%Y') || '-Q' || quarter(end_date) AS end_quarter,
-        strftime(end_date, '%Y') AS end_year
+        period_of('month', end_date) AS end_month,
+        period_of('quarter', end_date) AS end_quarter,
+        period_of('year', end_date) AS end_year
     FROM marts.episode_outcomes
     WHERE is_closed
 ),

@@ -19,7 +19,17 @@ CREATE OR REPLACE TEMP MACRO meets_target(value, comparator, target) AS
 CREATE OR REPLACE TEMP MACRO small_number_reason(n) AS
     CASE WHEN n < getvariable('min_n') THEN 'n_below_min_n' END;
 
--- The last day of a period of marts.indicators ('2025-07', '2025-Q3', '2025').
+-- The period of a date as marts.indicators names it: month '2025-07', quarter '2025-Q3',
+-- year '2025'. Every figure's period, the audit trail's and the checks' derive from it.
+CREATE OR REPLACE TEMP MACRO period_of(period_type, d) AS
+    CASE period_type
+        WHEN 'month' THEN strftime(d, '%Y-%m')
+        WHEN 'quarter' THEN strftime(d, '%Y') || '-Q' || quarter(d)
+        WHEN 'year' THEN strftime(d, '%Y')
+        ELSE error('unknown period type: ' || period_type)
+    END;
+
+-- The last day of a period of marts.indicators ('2025-07', '2025-Q3', '2025'): period_of's inverse.
 CREATE OR REPLACE TEMP MACRO period_end(period_type, period) AS
     CASE period_type
         WHEN 'month' THEN last_day(strptime(period || '-01', '%Y-%m-%d'))::DATE

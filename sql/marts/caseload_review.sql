@@ -23,7 +23,7 @@ closed AS (
         concern_id,
         location_id,
         therapist_id,
-        strftime(end_date, '%Y') AS period,
+        period_of('year', end_date) AS period,
         coalesce(diagnosis_group, 'unknown') AS diagnosis_group,
         coalesce(baseline_severity_band, 'unknown') AS baseline_severity,
         coalesce(referrer, 'unknown') AS referrer,

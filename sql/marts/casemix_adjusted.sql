@@ -25,8 +25,8 @@ judged_episodes AS (
     SELECT
         x.concern_id, x.episode_id, x.model_id, x.left_out_level,
         e.location_id, e.therapist_id,
-        strftime(e.end_date, '%Y') || '-Q' || quarter(e.end_date) AS end_quarter,
-        strftime(e.end_date, '%Y') AS end_year,
+        period_of('quarter', e.end_date) AS end_quarter,
+        period_of('year', e.end_date) AS end_year,
         x.expected_improvement, x.expected_improvement_se, x.improvement_variance,
         x.p_recovered, x.p_improved, x.p_unchanged, x.p_deteriorated
     FROM outcomes.casemix_expected AS x

@@ -14,9 +14,9 @@ closed_episodes_by_period AS (
     SELECT p.period_type, p.period, count(*) AS n
     FROM marts.episode_outcomes AS e
     CROSS JOIN LATERAL (VALUES
-        ('month', strftime(e.end_date, '%Y-%m')),
-        ('quarter', strftime(e.end_date, '%Y') || '-Q' || quarter(e.end_date)),
-        ('year', strftime(e.end_date, '%Y'))
+        ('month', period_of('month', e.end_date)),
+        ('quarter', period_of('quarter', e.end_date)),
+        ('year', period_of('year', e.end_date))
     ) AS p(period_type, period)
     WHERE e.is_closed
     GROUP BY p.period_type, p.period

@@ -9,6 +9,7 @@ import pytest
 from cli_runs import baseline, cli_env, connect_warehouse, run_cli
 from nights import NIGHT1_L1_MEAN, NIGHT2_L1_MEAN
 
+from rom_pipeline.config import apply_parameters, load_parameters
 from rom_pipeline.defs.audit import trail
 from rom_pipeline.defs.audit.trail import RunInfo, record_published_figures, start_run
 from rom_pipeline.paths import PROJECT_DIR
@@ -175,6 +176,33 @@ def test_figure_episodes_keep_each_version_of_a_unit_and_period(two_nights):
         assert con.execute("SELECT count(*) FROM audit.figure_episodes WHERE level = 'therapist'").fetchone()[0] == 0
         assert con.execute("SELECT count(*) FROM audit.published_figures WHERE level = 'therapist'").fetchone()[0] == 0
         assert con.execute("SELECT count(*) FROM audit.figure_episodes WHERE therapist_id IS NOT NULL").fetchone()[0] == 0
+
+
+def test_figure_episodes_are_compared_a_batch_of_concerns_at_a_time(two_nights, tmp_path, monkeypatch):
+    """Batches of one concern each record what one batch of all does, on night 2's work database with
+    its episode history emptied (every cell new) and a cell of a concern that is gone (marked removed)."""
+    recorded = {}
+    for batch_rows in (1, 10**9):
+        monkeypatch.setattr(trail, "FIGURE_EPISODE_BATCH_ROWS", batch_rows)
+        pipeline = two_nights.copy(tmp_path / str(batch_rows))
+        con = duckdb.connect(str(pipeline.data_dir / "work.duckdb"))
+        apply_parameters(con, load_parameters(pipeline.parameters_file))  # as every step's connection
+        con.execute("DELETE FROM audit.figure_episodes WHERE concern_id = 'C002'")
+        con.execute("INSERT INTO audit.figure_episodes BY NAME SELECT run_id, 'C999|concern|C999|year|2025' "
+                    "AS unit_period_key, 'C999' AS concern_id, 'concern' AS level, 'C999' AS unit_id, "
+                    "'year' AS period_type, '2025' AS period, 'x' AS cell_sha256 FROM audit.figure_episodes LIMIT 1")
+        start_run(con, RunInfo("r3", "manual", "0", None, "s", "{}", "p", {}, "i", "m"))
+        counts = trail.record_figure_episodes(con, "r3")
+        rows = con.execute("SELECT * EXCLUDE (run_id) FROM audit.figure_episodes WHERE run_id = 'r3' "
+                           "ORDER BY ALL").fetchall()
+        recorded[batch_rows] = (counts, rows, {r[0] for r in rows})
+        con.close()
+    (counts, rows, keys), (counts_all, rows_all, _) = recorded[1], recorded[10**9]
+    assert counts == counts_all and rows == rows_all
+    # C002's cells recorded again (their history was emptied), C999's marked removed, C001's unchanged
+    assert counts["cells_removed"] == 1 and "C999|concern|C999|year|2025" in keys
+    assert {k.split("|")[0] for k in keys} == {"C002", "C999"}
+    assert counts["episode_rows_appended"] > 0
 
 
 def test_quarantine_and_inputs_of_a_superseded_delivery_stay_in_the_trail(two_nights):

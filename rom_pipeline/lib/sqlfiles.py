@@ -211,7 +211,7 @@ class SqlModel:
         con.execute(f"CREATE OR REPLACE TABLE {target} AS\n{self.render(context)}")
         return con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
 
-    def _for(self, context: dict | None, concern_filter: str) -> str:
+    def render_for(self, context: dict | None, concern_filter: str) -> str:
         """The model rendered to read only the rows meeting ``concern_filter`` (see :func:`concern_rows`)."""
         return self.render({**(context if context is not None else default_context()),
                             "concern_filter": concern_filter}).strip().rstrip(";")
@@ -238,10 +238,10 @@ class SqlModel:
 
         parts = [(f"concern_id IN ({in_list([c])})", f"model.concern_id IN ({in_list([c])})") for c in sorted(concerns)]
         parts.append((rest("concern_id"), rest("model.concern_id")))
-        con.execute(f"CREATE OR REPLACE TABLE {building} AS SELECT * FROM (\n{self._for(context, 'false')}\n)"
+        con.execute(f"CREATE OR REPLACE TABLE {building} AS SELECT * FROM (\n{self.render_for(context, 'false')}\n)"
                     " AS model LIMIT 0")
         for source_filter, output_filter in parts:
-            con.execute(f"INSERT INTO {building} SELECT * FROM (\n{self._for(context, source_filter)}\n) AS model "
+            con.execute(f"INSERT INTO {building} SELECT * FROM (\n{self.render_for(context, source_filter)}\n) AS model "
                         f"WHERE {output_filter}")
         con.begin()
         try:
@@ -273,7 +273,7 @@ class SqlModel:
         try:
             deleted = con.execute(f"DELETE FROM {target} WHERE concern_id IN ({concern_list})").fetchone()[0]
             inserted = con.execute(
-                f"INSERT INTO {target} BY NAME\nSELECT * FROM (\n{self._for(context, f'concern_id IN ({concern_list})')}\n)"
+                f"INSERT INTO {target} BY NAME\nSELECT * FROM (\n{self.render_for(context, f'concern_id IN ({concern_list})')}\n)"
                 f" AS model\nWHERE model.concern_id IN ({concern_list})").fetchone()[0]
             con.commit()
         except BaseException:

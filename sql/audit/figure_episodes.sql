@@ -17,6 +17,8 @@
 -- A concern's 'mean_of_locations' figure rests on the same episodes through its
 -- locations' figures; level 'all' on the concerns' figures.
 -- Therapist-level rows stay in the work database (the shared warehouse leaves them out).
+-- The audit trail renders it a batch of concerns at a time (concern_rows): every row
+-- belongs to one concern.
 WITH
 closed_episodes AS (
     SELECT
@@ -52,7 +54,7 @@ closed_episodes AS (
         period_of('month', end_date) AS end_month,
         period_of('quarter', end_date) AS end_quarter,
         period_of('year', end_date) AS end_year
-    FROM marts.episode_outcomes
+    FROM {{ concern_rows('marts.episode_outcomes') }}
     WHERE is_closed
 ),
 
@@ -65,7 +67,7 @@ contribution_maps AS (
         m.episode_id,
         map_from_entries(list({'k': m.indicator, 'v': m.x} ORDER BY d.position)
                          FILTER (WHERE m.x IS NOT NULL)) AS contribution_map
-    FROM outcomes.indicator_contributions AS m
+    FROM {{ concern_rows('outcomes.indicator_contributions') }} AS m
     JOIN config.indicator_catalogue AS d ON d.indicator = m.indicator
     GROUP BY m.concern_id, m.episode_id
 ),

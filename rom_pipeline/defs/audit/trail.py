@@ -270,10 +270,16 @@ def _concern_batches(con, select: str) -> list[list[str | None]]:
     sizes = dict(con.execute(f"SELECT concern_id, count(*) FROM ({select}) AS f GROUP BY ALL").fetchall())
     for (concern,) in con.execute("SELECT DISTINCT concern_id FROM audit.published_figures").fetchall():
         sizes.setdefault(concern, 0)
+    return _batched(sizes, FIGURE_BATCH_ROWS)
+
+
+def _batched(sizes: dict[str | None, int], budget: int) -> list[list[str | None]]:
+    """Concerns in order (NULL last), cut into consecutive batches of about ``budget`` rows; a concern
+    larger than the budget is a batch of its own."""
     batches: list[list[str | None]] = [[]]
     size = 0
     for concern in sorted(sizes, key=lambda c: (c is None, c or "")):
-        if batches[-1] and size + sizes[concern] > FIGURE_BATCH_ROWS:
+        if batches[-1] and size + sizes[concern] > budget:
             batches.append([])
             size = 0
         batches[-1].append(concern)
@@ -301,10 +307,21 @@ def record_published_figures(con, run_id: str) -> dict[str, int]:
     select = _figures_select(con)
     if not select:
         return counts
-    for batch in _concern_batches(con, select):
+    return _record_by_batch(con, _concern_batches(con, select),
+                            lambda batch: _record_figures_of(con, run_id, select, batch), counts)
+
+
+def _record_by_batch(con, batches: list[list[str | None]], record: Callable[[list[str | None]], dict[str, int]],
+                     counts: dict[str, int]) -> dict[str, int]:
+    """``record`` each batch of concerns in a transaction of its own, adding its counts to ``counts``.
+
+    DuckDB keeps a temporary table dropped inside a transaction until the transaction commits, so
+    batches sharing one transaction would hold every batch's tables at once.
+    """
+    for batch in batches:
         con.begin()
         try:
-            for name, count in _record_figures_of(con, run_id, select, batch).items():
+            for name, count in record(batch).items():
                 counts[name] += count
             con.commit()
         except BaseException:
@@ -386,20 +403,47 @@ def _set_digest(rows: str) -> str:
     return f"sha256(sum(hash(to_json({rows})))::VARCHAR || '/' || count(*)::VARCHAR)"
 
 
+# The episodes behind the figures are compared a batch of concerns at a time, of about this many
+# rows (an episode has a row per level and period: nine): at tier L every concern's at once spilled
+# 7.1 GiB, 1.8 times the input (issue 11), and a national deployment only adds concerns.
+FIGURE_EPISODE_BATCH_ROWS = 2_000_000
+
+
 def record_figure_episodes(con, run_id: str, concerns: Sequence[str] | None = None,
                            sql_context: dict | None = None) -> dict[str, int]:
     """Append the episodes of every unit and period whose episodes (or their scores) changed.
 
     Units and periods belong to one concern, and a concern's episodes change only when it is
-    pending: on an incremental night (``concerns``) only the pending concerns' are compared.
+    pending: on an incremental night (``concerns``) only the pending concerns' are compared; on a
+    full night every concern with closed episodes or recorded ones (a concern gone from the
+    deliveries gets its cells marked removed). A batch of concerns at a time
+    (``FIGURE_EPISODE_BATCH_ROWS``), each in a transaction of its own, like the figures
+    (:func:`record_published_figures`).
     ``sql_context``: what the model is rendered with (the run's parameters; default: the defaults).
     """
+    counts = {"cells_changed": 0, "cells_removed": 0, "episode_rows_appended": 0}
     if not _exists(con, "marts.episode_outcomes"):
-        return {"cells_changed": 0, "cells_removed": 0, "episode_rows_appended": 0}
-    in_concerns = "true" if concerns is None else (
-        f"concern_id IN ({in_list(concerns)})" if concerns else "false")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE cell_rows AS SELECT * FROM (\n"
-                f"{FIGURE_EPISODES_MODEL.render(sql_context).strip().rstrip(';')}\n) AS cells WHERE {in_concerns}")
+        return counts
+    rows_per_episode = 9  # three levels, three periods
+    sizes = {c: rows_per_episode * n for c, n in con.execute(
+        "SELECT concern_id, count(*) FROM marts.episode_outcomes WHERE is_closed GROUP BY ALL").fetchall()}
+    if concerns is None:
+        for (concern,) in con.execute("SELECT DISTINCT concern_id FROM audit.figure_episodes").fetchall():
+            sizes.setdefault(concern, 0)
+    else:
+        sizes = {c: sizes.get(c, 0) for c in concerns}
+    _record_by_batch(con, _batched(sizes, FIGURE_EPISODE_BATCH_ROWS),
+                     lambda batch: _record_episodes_of(con, run_id, batch, sql_context), counts)
+    counts["cells_changed"] = con.execute(
+        "SELECT count(DISTINCT unit_period_key) FROM audit.figure_episodes WHERE run_id = ?", [run_id]).fetchone()[0]
+    return counts
+
+
+def _record_episodes_of(con, run_id: str, batch: list[str | None], sql_context: dict | None) -> dict[str, int]:
+    """record_figure_episodes for the concerns of ``batch``."""
+    in_concerns = _in_batch("concern_id", batch)
+    model = FIGURE_EPISODES_MODEL.render_for(sql_context, in_concerns)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE cell_rows AS SELECT * FROM (\n{model}\n) AS cells WHERE {in_concerns}")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE cell_hashes AS
         SELECT unit_period_key, {_set_digest('cell_rows')} AS cell_sha256
@@ -431,12 +475,10 @@ def record_figure_episodes(con, run_id: str, concerns: Sequence[str] | None = No
         WHERE l.cell_sha256 <> {REMOVED_CELL_SHA256}
           AND NOT EXISTS (SELECT 1 FROM cell_hashes AS c WHERE c.unit_period_key = l.unit_period_key)""",
                          [run_id]).fetchone()[0]
-    cells = con.execute("SELECT count(DISTINCT unit_period_key) FROM audit.figure_episodes WHERE run_id = ?",
-                        [run_id]).fetchone()[0]
     con.execute("DROP TABLE cell_rows")
     con.execute("DROP TABLE cell_hashes")
     con.execute("DROP TABLE last_cells")
-    return {"cells_changed": cells, "cells_removed": removed, "episode_rows_appended": appended}
+    return {"cells_removed": removed, "episode_rows_appended": appended}
 
 
 def record_quarantine_log(con, run_id: str) -> dict[str, int]:
@@ -484,9 +526,10 @@ def record_quarantine_log(con, run_id: str) -> dict[str, int]:
 def record_trail(con, run_id: str, sql_context: dict | None = None) -> dict[str, int]:
     """Everything a publish leaves behind for the auditor.
 
-    In transactions of their own: the run's inputs, each batch of figures, the rest. Rows of this
-    run are read by nobody until it publishes (``audit.runs.status``); a run that dies halfway
-    leaves rows that the next attempt or run deletes (:func:`collect_garbage`).
+    In transactions of their own: the run's inputs, each batch of figures, each batch of their
+    episodes, the rest. Rows of this run are read by nobody until it publishes
+    (``audit.runs.status``); a run that dies halfway leaves rows that the next attempt or run
+    deletes (:func:`collect_garbage`).
     """
     ensure_tables(con)
     _run_seq(con, run_id)
@@ -500,10 +543,10 @@ def record_trail(con, run_id: str, sql_context: dict | None = None) -> dict[str,
         con.rollback()
         raise
     counts.update(record_published_figures(con, run_id))
+    counts.update(record_figure_episodes(con, run_id, None if scope.full else scope.concerns, sql_context))
     con.begin()
     try:
-        counts.update({**record_figure_episodes(con, run_id, None if scope.full else scope.concerns, sql_context),
-                       **record_quarantine_log(con, run_id)})
+        counts.update(record_quarantine_log(con, run_id))
         con.execute("UPDATE audit.runs SET figures_new = ?, figures_changed = ?, figures_removed = ? WHERE run_id = ?",
                     [counts["figures_new"], counts["figures_changed"], counts["figures_removed"], run_id])
         counts["episode_provenance_compared"] = "all concerns" if scope.full else (", ".join(scope.concerns) or "none")

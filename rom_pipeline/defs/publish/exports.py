@@ -8,8 +8,8 @@ ROM_PUBLISH_THERAPIST_LEVEL). Comma-separated, UTF-8, a header row, ``.`` as
 decimal point, NULL as an empty cell, rows in the warehouse's order.
 
 Every text cell that a spreadsheet would run as a formula gets a leading apostrophe
-(:func:`rom_pipeline.lib.spreadsheet.neutralise`, applied to every VARCHAR column as a
-DuckDB function); numeric columns are written as numbers and never changed.
+(:func:`rom_pipeline.lib.spreadsheet.neutralise_sql`, applied to every VARCHAR column in the
+COPY's SELECT); numeric columns are written as numbers and never changed.
 
 Each file is written beside its final place and renamed over it, so a reader never
 opens half a file; the files of one run replace those of the previous run one by one.
@@ -25,7 +25,7 @@ from pathlib import Path
 import dagster as dg
 
 from rom_pipeline.defs.sql_asset import OWNERS
-from rom_pipeline.lib.spreadsheet import neutralise_text
+from rom_pipeline.lib.spreadsheet import neutralise_sql
 from rom_pipeline.lib.sqltext import literal
 from rom_pipeline.lib.warehouse_spec import PublishedTable, load_spec
 from rom_pipeline.lib.warehouse_reader import encryption_key as warehouse_encryption_key
@@ -33,7 +33,6 @@ from rom_pipeline.lib.warehouse_reader import open_read_only
 from rom_pipeline.resources import Workspace
 
 from rom_pipeline.paths import CSV_DIR_NAME  # noqa: E402 - re-exported: tests and run.py name it here
-NEUTRALISE_FUNCTION = "rom_neutralise"
 
 
 @dataclass
@@ -84,21 +83,20 @@ def write_csv_exports(warehouse: Path, folder: Path, tables: list[PublishedTable
     con = None
     try:
         con = open_read_only(warehouse, alias="wh")
-        con.create_function(NEUTRALISE_FUNCTION, neutralise_text, ["VARCHAR"], "VARCHAR", side_effects=False)
         for table in exported_tables(tables):
             schema, name = table.name.split(".")
             columns = con.execute(
                 "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'wh' "
                 "AND schema_name = ? AND table_name = ? ORDER BY column_index", [schema, name]).fetchall()
             text = [c for c, t in columns if t == "VARCHAR"]
-            select = ", ".join(f"{NEUTRALISE_FUNCTION}({_quote(c)}) AS {_quote(c)}" if t == "VARCHAR" else _quote(c)
+            select = ", ".join(f"{neutralise_sql(_quote(c))} AS {_quote(c)}" if t == "VARCHAR" else _quote(c)
                                for c, t in columns)
             file_name = f"{table.name}.csv"
             target = building / file_name
             con.execute(f"COPY (SELECT {select} FROM wh.{schema}.{name}) TO {literal(str(target))} "
                         "(FORMAT csv, HEADER true, DELIMITER ',', QUOTE '\"')")
             counted = con.execute(
-                f"SELECT count(*){''.join(f', count(*) FILTER ({NEUTRALISE_FUNCTION}({_quote(c)}) <> {_quote(c)})' for c in text)} "
+                f"SELECT count(*){''.join(f', count(*) FILTER ({neutralise_sql(_quote(c))} <> {_quote(c)})' for c in text)} "
                 f"FROM wh.{schema}.{name}").fetchone()
             result.rows[file_name] = counted[0]
             result.neutralised[file_name] = sum(counted[1:])

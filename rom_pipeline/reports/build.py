@@ -349,8 +349,9 @@ def _concern_locations_task(common: _Common, src, work, concern_id: str) -> tupl
     bench = {(r["unit_id"], r["period_type"], r["period"], r["indicator"]): r
              for r in work.therapist_benchmark(concern_id)}
     counts = {(r["unit_id"], r["period_type"], r["period"]): r["n"] for r in work.therapist_counts(concern_id)}
-    review_rows = work.caseload_review(concern_id)  # the caseload review: manager packages only
-    therapist_casemix = work.therapist_casemix(concern_id)
+    # The caseload review (manager packages only), indexed once for every therapist page of the concern.
+    review_rows = views.CaseloadRows(work.caseload_review(concern_id))
+    therapist_casemix = views.casemix_by_unit(work.therapist_casemix(concern_id))
 
     entries, packages, manager_files = [], [], 0
     for loc in locations:

@@ -335,11 +335,11 @@ def _concern_locations_task(common: _Common, src, work, concern_id: str) -> tupl
     course_rows = work.expected_course() if flagged else []
     not_on_track = src.not_on_track_counts(concern_id)
     bench = {(r["unit_id"], r["period_type"], r["period"], r["indicator"]): r
-             for r in work.therapist_benchmark(concern_id)}
+             for r in work.therapist_benchmark(concern_id, *views.therapist_trend_indicators(rules))}
     counts = {(r["unit_id"], r["period_type"], r["period"]): r["n"] for r in work.therapist_counts(concern_id)}
     # The caseload review (manager packages only), indexed once for every therapist page of the concern.
     review_rows = views.CaseloadRows(work.caseload_review(concern_id))
-    therapist_casemix = views.casemix_by_unit(work.therapist_casemix(concern_id))
+    therapist_casemix = views.casemix_by_unit(work.therapist_casemix(concern_id, year) if year else [])
 
     entries, packages, manager_files = [], [], 0
     for loc in locations:

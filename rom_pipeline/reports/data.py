@@ -331,15 +331,19 @@ class ManagerSource:
             SELECT therapist_id, location_id, profession, is_trainee FROM staging.therapists
             WHERE concern_id = ? ORDER BY therapist_id""", [concern_id])
 
-    def therapist_benchmark(self, concern_id: str) -> list[dict]:
-        """Every therapist of the concern, year and quarter (values kept when suppressed: flagged, not hidden)."""
+    def therapist_benchmark(self, concern_id: str, *quarter_indicators: str) -> list[dict]:
+        """Every therapist of the concern, year and quarter (values kept when suppressed: flagged, not hidden).
+        With ``quarter_indicators``: the quarter rows of those indicators only (a therapist page charts two
+        indicators per quarter; the other quarter rows were three quarters of a tier M build's rows)."""
+        only = "AND (period_type <> 'quarter' OR list_contains(?, indicator))" if quarter_indicators else ""
         return _rows(self.con, f"""
             SELECT unit_id, period_type, period, indicator, value, n, ci_low, ci_high,
                    coalesce(suppressed, false) AS suppressed, value_type, organisation_value, deviation, z,
                    target, target_met, funnel_centre, funnel_sd, funnel_95_low, funnel_95_high,
                    funnel_998_low, funnel_998_high, outside_funnel_95, outside_funnel_998
             FROM marts.internal_benchmark
-            WHERE concern_id = ? AND level = 'therapist' AND period_type IN {MANAGER_PERIODS}""", [concern_id])
+            WHERE concern_id = ? AND level = 'therapist' AND period_type IN {MANAGER_PERIODS} {only}""",
+                     [concern_id] + ([list(quarter_indicators)] if quarter_indicators else []))
 
     def therapist_counts(self, concern_id: str) -> list[dict]:
         """n_closed per therapist and period (the benchmark leaves this volume out)."""
@@ -377,14 +381,17 @@ class ManagerSource:
             WHERE fit = 'all'
             ORDER BY intake_band, session_bin_from, percentile""")
 
-    def therapist_casemix(self, concern_id: str) -> list[dict]:
+    def therapist_casemix(self, concern_id: str, year: str | None = None) -> list[dict]:
         """Case-mix adjusted figures per therapist of the concern, year and quarter (values kept when
-        suppressed: the manager's own view flags them). For the manager package only (issue 12 parts 1, 5)."""
+        suppressed: the manager's own view flags them). For the manager package only (issue 12 parts 1, 5).
+        With ``year``: that year's rows only (what the caseload review shows)."""
         if not _has_table(self.con, "marts.casemix_adjusted"):
             return []
+        only = "AND period_type = 'year' AND period = ?" if year is not None else ""
         return _rows(self.con, f"""
             SELECT {CASEMIX_COLUMNS} FROM marts.casemix_adjusted
-            WHERE concern_id = ? AND level = 'therapist' AND period_type IN {MANAGER_PERIODS}""", [concern_id])
+            WHERE concern_id = ? AND level = 'therapist' AND period_type IN {MANAGER_PERIODS} {only}""",
+                     [concern_id] + ([year] if year is not None else []))
 
     def caseload_review(self, concern_id: str) -> list[dict]:
         """The caseload review (marts.caseload_review, docs/reports.md): per therapist and location and year,

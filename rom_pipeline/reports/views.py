@@ -573,6 +573,11 @@ def therapist_label(t: dict) -> str:
     return f"Behandelaar {t['therapist_id']}" + (f" ({extra})" if extra else "")
 
 
+def therapist_trend_indicators(rules: Rules) -> list[str]:
+    """The indicators a therapist page charts per quarter (the only quarter figures it shows)."""
+    return list(rules.indicators.charted[:2])
+
+
 def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple, dict], counts: dict[tuple, int],
                       units: ConcernUnits, years: list[str], quarters: list[str], year: str | None,
                       rules: Rules, location: dict, concern: dict, export_date, run: dict) -> dict:
@@ -600,7 +605,7 @@ def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple
     n_row = [fmt_n(counts.get((tid, "year", y)), rules.min_count) for y in years]
 
     trend_charts = []
-    for indicator in rules.indicators.charted[:2]:
+    for indicator in therapist_trend_indicators(rules):
         own = [bench.get((tid, "quarter", q, indicator)) for q in quarters]
         org = [units.get("concern", concern["id"], "quarter", q, indicator) for q in quarters]
         target = rules.targets.get(indicator, {}).get("target")

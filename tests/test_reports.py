@@ -7,6 +7,7 @@ then the reports asset (unless the nightly job already built the reports).
 from __future__ import annotations
 
 import html as html_lib
+import json
 import math
 import os
 import re
@@ -23,6 +24,7 @@ from conftest import Pipeline
 from html_tables import tables
 from rom_pipeline.generate.cli import main as generate
 from rom_pipeline.reports import build, build_reports, charts, labels
+from rom_pipeline.reports import data as report_data
 from rom_pipeline.reports.formatting import (
     dutch, fmt_by_unit, fmt_count, fmt_eur, fmt_n, fmt_number, fmt_pct, fmt_z, parse_dutch, z_colour_class,
 )
@@ -770,6 +772,55 @@ def test_reports_are_rendered_again_only_where_their_data_changed(built, tmp_pat
     assert "12,3%" in changed.read_text(encoding="utf-8")
     others = [p for p in (third.version_dir / "shared" / "locations").iterdir() if not p.name.startswith(concern_id)]
     assert others and all(os.path.samefile(p, second.version_dir / "shared" / "locations" / p.name) for p in others)
+
+    # A wobble in the last bits of the therapists' figures (another summation order) is not a change ...
+    con = duckdb.connect(str(data / "work.duckdb"))
+    con.execute("UPDATE marts.internal_benchmark SET value = value * (1 + 1e-13) WHERE level = 'therapist'")
+    con.close()
+    fourth = build_reports(data / "warehouse.duckdb", data / "work.duckdb", data, pdf=True, log=lambda m: None)
+    assert fourth.rendered_tasks == 0, fourth
+    # ... a therapist's figure that moves is, in the work database too: its concern's packages are rendered again.
+    con = duckdb.connect(str(data / "work.duckdb"))
+    concern_id, unit_id = con.execute("""
+        SELECT concern_id, unit_id FROM marts.internal_benchmark WHERE level = 'therapist' AND period_type = 'year'
+          AND value IS NOT NULL ORDER BY ALL LIMIT 1""").fetchone()
+    con.execute("UPDATE marts.internal_benchmark SET value = value + 1 WHERE concern_id = ? AND level = 'therapist' "
+                "AND unit_id = ? AND period_type = 'year'", [concern_id, unit_id])
+    con.close()
+    fifth = build_reports(data / "warehouse.duckdb", data / "work.duckdb", data, pdf=True, log=lambda m: None)
+    assert fifth.rendered_tasks == 1, fifth
+    manifest = json.loads((fifth.version_dir / build.PAGES_MANIFEST).read_text(encoding="utf-8"))
+    assert manifest[f"locations:{concern_id}"]["digest"] != json.loads(
+        (fourth.version_dir / build.PAGES_MANIFEST).read_text(encoding="utf-8"))[f"locations:{concern_id}"]["digest"]
+
+
+def test_a_query_results_fingerprint_ignores_row_order_and_float_wobble():
+    """The fingerprint a task's digest is made of (computed by DuckDB): rows in another order or a float's last
+    bits give the same one; a changed value, an added row or another query do not."""
+    con = duckdb.connect()
+    con.execute("ATTACH ':memory:' AS src")
+    con.execute("CREATE TABLE src.t AS SELECT * FROM (VALUES ('a', 1, 0.1 + 0.2, DATE '2025-01-01'), "
+                "('b', 2, NULL, NULL), ('c', NULL, 1e300, DATE '2025-02-01')) AS v(k, i, x, d)")
+
+    def fingerprint(sql, params=None):
+        with report_data.recording_reads() as found:
+            report_data._rows(con, sql, params)
+        return found
+
+    base = fingerprint("SELECT k, i, x, d FROM t ORDER BY k")
+    assert len(base) == 1
+    assert fingerprint("SELECT k, i, x, d FROM t ORDER BY k") == base
+    reordered = fingerprint("SELECT k, i, x, d FROM t ORDER BY k DESC")
+    assert reordered[0].split(":")[1:] == base[0].split(":")[1:]  # same rows: only the query text differs
+    con.execute("UPDATE src.t SET x = 0.3 WHERE k = 'a'")  # 0.1 + 0.2 = 0.30000000000000004
+    assert fingerprint("SELECT k, i, x, d FROM t ORDER BY k") == base
+    con.execute("UPDATE src.t SET x = 0.3001 WHERE k = 'a'")
+    assert fingerprint("SELECT k, i, x, d FROM t ORDER BY k") != base
+    con.execute("UPDATE src.t SET x = 0.3 WHERE k = 'a'")
+    con.execute("INSERT INTO src.t VALUES ('d', 4, 0.5, NULL)")
+    assert fingerprint("SELECT k, i, x, d FROM t ORDER BY k") != base
+    assert fingerprint("SELECT k FROM t WHERE i = ?", [4]) != fingerprint("SELECT k FROM t WHERE i = ?", [2])
+    assert fingerprint("SELECT k FROM t WHERE false")[0].split(":")[1:] == ["0", "0" * 16]
 
 
 

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Callable
 
 from rom_pipeline.reports import labels, views
-from rom_pipeline.reports.data import ManagerSource, SharedSource
+from rom_pipeline.reports.data import ManagerSource, SharedSource, recording_reads
 from rom_pipeline.reports.pdf import render_pdf
 from rom_pipeline.reports.render import render
 
@@ -173,7 +173,8 @@ class _Common:
 
 class _Memo:
     """A data source whose query results are kept for the build: the reports of one concern's years, and
-    every concern's reports of one year, ask the same questions (results are read, never changed)."""
+    every concern's reports of one year, ask the same questions (results are read, never changed). With each
+    result, the fingerprints of the query results it was made from (:func:`data.recording_reads`)."""
 
     def __init__(self, source):
         self._source, self._cache = source, {}
@@ -182,11 +183,17 @@ class _Memo:
         fn = getattr(self._source, method)
 
         def call(*args):
-            key = (method, args)
-            if key not in self._cache:
-                self._cache[key] = fn(*args)
-            return self._cache[key]
+            return self.read(method, args)[0]
         return call
+
+    def read(self, method: str, args: tuple) -> tuple:
+        """(result, fingerprints of what it read) of ``method(*args)``."""
+        key = (method, args)
+        if key not in self._cache:
+            with recording_reads() as found:
+                value = getattr(self._source, method)(*args)
+            self._cache[key] = (value, tuple(found))
+        return self._cache[key]
 
     def close(self) -> None:
         self._cache.clear()
@@ -214,17 +221,18 @@ def _close_sources() -> None:
 
 
 class _Recorder:
-    """A data source whose calls are remembered (method, arguments) with their results, for the digest."""
+    """A data source (a :class:`_Memo`) whose calls are remembered (method, arguments) with the fingerprints
+    of the query results each read, for the digest."""
 
-    def __init__(self, name: str, source, calls: list):
+    def __init__(self, name: str, source: _Memo, calls: list):
         self._name, self._source, self._calls = name, source, calls
 
     def __getattr__(self, method: str):
-        fn = getattr(self._source, method)
+        getattr(self._source, method)  # an unknown method fails here, as on the source
 
         def call(*args):
-            value = fn(*args)
-            self._calls.append(([self._name, method, list(args)], value))
+            value, found = self._source.read(method, args)
+            self._calls.append(([self._name, method, list(args)], found))
             return value
         return call
 
@@ -241,33 +249,13 @@ def _leaf(value):
     return value
 
 
-def _row_text(row) -> str:
-    """One row (a dict of plain values, the usual case) as stable text; anything else through _leaf."""
-    if type(row) is dict:
-        return repr(tuple(f"{v:.9g}" if type(v) is float else v for v in row.values()))
-    return repr(_leaf(row))
-
-
-def _fingerprint(value) -> int:
-    """Order-independent fingerprint of a query result (a list of rows, or a dict of rows): the sum of its
-    elements' hashes, so that rows a query returns in another order give the same fingerprint."""
-    if isinstance(value, dict):
-        texts = (repr(_leaf(k)) + _row_text(v) for k, v in value.items())
-    elif isinstance(value, (list, tuple, set)):
-        texts = (_row_text(v) for v in value)
-    else:
-        texts = iter([repr(_leaf(value))])
-    total = 0
-    for text in texts:
-        total += int.from_bytes(hashlib.blake2b(text.encode(), digest_size=16).digest(), "big")
-    return total % (1 << 128)
-
-
 def _digest(common: _Common, key: str, extra, results: list) -> str:
+    """The task's inputs: code version, PDF switch, task, the run-wide values it uses (``extra``) and each call
+    it made with the fingerprints of the query results that call read (computed by DuckDB, data.py)."""
     digest = hashlib.sha256()
     digest.update(repr((common.code_version, common.with_pdf, key, _leaf(extra))).encode())
-    for call, value in results:
-        digest.update(repr((call, _fingerprint(value))).encode())
+    for call, found in results:
+        digest.update(repr((call, found)).encode())
     return digest.hexdigest()
 
 
@@ -280,7 +268,7 @@ def _reuse(common: _Common, key: str, extra) -> dict | None:
     src, work = _sources(common)
     sources = {"shared": src, "work": work}
     try:
-        results = [(call, getattr(sources[call[0]], call[1])(*call[2])) for call in prev["calls"]]
+        results = [(call, sources[call[0]].read(call[1], tuple(call[2]))[1]) for call in prev["calls"]]
     except Exception:  # a query of an older code version: render again
         return None
     if _digest(common, key, extra, results) != prev["digest"]:
@@ -347,10 +335,11 @@ def _concern_locations_task(common: _Common, src, work, concern_id: str) -> tupl
     course_rows = work.expected_course() if flagged else []
     not_on_track = src.not_on_track_counts(concern_id)
     bench = {(r["unit_id"], r["period_type"], r["period"], r["indicator"]): r
-             for r in work.therapist_benchmark(concern_id)}
+             for r in work.therapist_benchmark(concern_id, *views.therapist_trend_indicators(rules))}
     counts = {(r["unit_id"], r["period_type"], r["period"]): r["n"] for r in work.therapist_counts(concern_id)}
-    review_rows = work.caseload_review(concern_id)  # the caseload review: manager packages only
-    therapist_casemix = work.therapist_casemix(concern_id)
+    # The caseload review (manager packages only), indexed once for every therapist page of the concern.
+    review_rows = views.CaseloadRows(work.caseload_review(concern_id))
+    therapist_casemix = views.casemix_by_unit(work.therapist_casemix(concern_id, year) if year else [])
 
     entries, packages, manager_files = [], [], 0
     for loc in locations:

@@ -17,9 +17,11 @@ Plain selections only: the rules that made the figures live in ``sql/marts``.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import duckdb
 
@@ -51,15 +53,56 @@ def open_read_only(path: Path, encryption_key: str | None = None) -> duckdb.Duck
     return warehouse_reader.open_read_only(path, encryption_key, alias="src")
 
 
+# Fingerprints of the results read (see :func:`recording_reads`); the innermost recording gets them.
+_RECORDINGS: list[list[str]] = []
+
+
+@contextmanager
+def recording_reads() -> Iterator[list[str]]:
+    """Collect a fingerprint of every query result read inside the block, in order (the reports' "render
+    only what changed": a task's pages are kept when the fingerprints of what it read are the same)."""
+    found: list[str] = []
+    _RECORDINGS.append(found)
+    try:
+        yield found
+    finally:
+        _RECORDINGS.pop()
+
+
 def _rows(con, sql: str, params: list | None = None) -> list[dict[str, Any]]:
     cur = con.cursor()  # a cursor starts in the default catalog: point it at the attached file again
     try:
         cur.execute("USE src")
         result = cur.execute(sql, params or [])
         names = [d[0] for d in result.description]
-        return [dict(zip(names, row)) for row in result.fetchall()]
+        types = [str(d[1]) for d in result.description]
+        rows = [dict(zip(names, row)) for row in result.fetchall()]
+        if _RECORDINGS:
+            _RECORDINGS[-1].append(_result_fingerprint(cur, sql, params or [], types))
+        return rows
     finally:
         cur.close()
+
+
+def _result_fingerprint(cur, sql: str, params: list, types: list[str]) -> str:
+    """An order-independent fingerprint of a query's result, computed by DuckDB (the query runs once more,
+    aggregated: hashing a tier M build's million therapist rows in Python cost 5 CPU-s, a sixth of the build).
+
+    The sum of the rows' hashes, so that rows returned in another order give the same fingerprint; floating
+    point values rounded to 9 significant digits, so that a summation-order wobble in their last bits is not
+    a change. With the query's text and parameters (a warehouse without ``suppression_reason`` is asked
+    another query) and the row count. DuckDB's ``hash`` is not cryptographic: it tells a change from none,
+    it guards nothing against someone who forges data (who could change the pages themselves)."""
+    columns = [f"c{i}" for i in range(len(types))]
+    if columns:
+        values = ", ".join(f"printf('%.9g', {c})" if t in ("DOUBLE", "FLOAT") else c for c, t in zip(columns, types))
+        row_hash = f"coalesce(sum(hash({values})::HUGEINT), 0)"
+    else:
+        row_hash = "0"
+    count, total = cur.execute(f"SELECT count(*), {row_hash} FROM ({sql}) AS q({', '.join(columns)})",
+                               params).fetchone()
+    text = hashlib.sha256(repr((sql, [repr(p) for p in params])).encode()).hexdigest()[:16]
+    return f"{text}:{count}:{int(total) % (1 << 64):016x}"
 
 
 def _check_tables(con, tables: list[str], where: str) -> None:
@@ -288,15 +331,19 @@ class ManagerSource:
             SELECT therapist_id, location_id, profession, is_trainee FROM staging.therapists
             WHERE concern_id = ? ORDER BY therapist_id""", [concern_id])
 
-    def therapist_benchmark(self, concern_id: str) -> list[dict]:
-        """Every therapist of the concern, year and quarter (values kept when suppressed: flagged, not hidden)."""
+    def therapist_benchmark(self, concern_id: str, *quarter_indicators: str) -> list[dict]:
+        """Every therapist of the concern, year and quarter (values kept when suppressed: flagged, not hidden).
+        With ``quarter_indicators``: the quarter rows of those indicators only (a therapist page charts two
+        indicators per quarter; the other quarter rows were three quarters of a tier M build's rows)."""
+        only = "AND (period_type <> 'quarter' OR list_contains(?, indicator))" if quarter_indicators else ""
         return _rows(self.con, f"""
             SELECT unit_id, period_type, period, indicator, value, n, ci_low, ci_high,
                    coalesce(suppressed, false) AS suppressed, value_type, organisation_value, deviation, z,
                    target, target_met, funnel_centre, funnel_sd, funnel_95_low, funnel_95_high,
                    funnel_998_low, funnel_998_high, outside_funnel_95, outside_funnel_998
             FROM marts.internal_benchmark
-            WHERE concern_id = ? AND level = 'therapist' AND period_type IN {MANAGER_PERIODS}""", [concern_id])
+            WHERE concern_id = ? AND level = 'therapist' AND period_type IN {MANAGER_PERIODS} {only}""",
+                     [concern_id] + ([list(quarter_indicators)] if quarter_indicators else []))
 
     def therapist_counts(self, concern_id: str) -> list[dict]:
         """n_closed per therapist and period (the benchmark leaves this volume out)."""
@@ -334,14 +381,17 @@ class ManagerSource:
             WHERE fit = 'all'
             ORDER BY intake_band, session_bin_from, percentile""")
 
-    def therapist_casemix(self, concern_id: str) -> list[dict]:
+    def therapist_casemix(self, concern_id: str, year: str | None = None) -> list[dict]:
         """Case-mix adjusted figures per therapist of the concern, year and quarter (values kept when
-        suppressed: the manager's own view flags them). For the manager package only (issue 12 parts 1, 5)."""
+        suppressed: the manager's own view flags them). For the manager package only (issue 12 parts 1, 5).
+        With ``year``: that year's rows only (what the caseload review shows)."""
         if not _has_table(self.con, "marts.casemix_adjusted"):
             return []
+        only = "AND period_type = 'year' AND period = ?" if year is not None else ""
         return _rows(self.con, f"""
             SELECT {CASEMIX_COLUMNS} FROM marts.casemix_adjusted
-            WHERE concern_id = ? AND level = 'therapist' AND period_type IN {MANAGER_PERIODS}""", [concern_id])
+            WHERE concern_id = ? AND level = 'therapist' AND period_type IN {MANAGER_PERIODS} {only}""",
+                     [concern_id] + ([year] if year is not None else []))
 
     def caseload_review(self, concern_id: str) -> list[dict]:
         """The caseload review (marts.caseload_review, docs/reports.md): per therapist and location and year,

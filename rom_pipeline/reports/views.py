@@ -573,6 +573,11 @@ def therapist_label(t: dict) -> str:
     return f"Behandelaar {t['therapist_id']}" + (f" ({extra})" if extra else "")
 
 
+def therapist_trend_indicators(rules: Rules) -> list[str]:
+    """The indicators a therapist page charts per quarter (the only quarter figures it shows)."""
+    return list(rules.indicators.charted[:2])
+
+
 def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple, dict], counts: dict[tuple, int],
                       units: ConcernUnits, years: list[str], quarters: list[str], year: str | None,
                       rules: Rules, location: dict, concern: dict, export_date, run: dict) -> dict:
@@ -600,7 +605,7 @@ def therapist_context(therapist: dict, colleagues: list[dict], bench: dict[tuple
     n_row = [fmt_n(counts.get((tid, "year", y)), rules.min_count) for y in years]
 
     trend_charts = []
-    for indicator in rules.indicators.charted[:2]:
+    for indicator in therapist_trend_indicators(rules):
         own = [bench.get((tid, "quarter", q, indicator)) for q in quarters]
         org = [units.get("concern", concern["id"], "quarter", q, indicator) for q in quarters]
         target = rules.targets.get(indicator, {}).get("target")
@@ -711,13 +716,34 @@ def under_target(tid: str, bench: dict[tuple, dict], year: str | None, rules: Ru
     return missed
 
 
-def all_at_100(tid: str, review_rows: list[dict], year: str | None) -> dict | None:
+class CaseloadRows:
+    """A concern's marts.caseload_review rows indexed once for all its therapists' pages (a tier M concern
+    has about 200 therapists and 20,000 review rows: scanning them per page cost about a third of the build).
+
+    ``by_year[year][(level, unit_id, dimension, category)]``: the row (the last one of a key, as the
+    dictionary the views built before); ``categories[(year, level, unit_id, dimension)]``: the categories
+    present; ``first_total[(unit_id, year)]``: a therapist's first 'total' row in the given order."""
+
+    def __init__(self, rows: list[dict]):
+        self.by_year: dict = defaultdict(dict)
+        self.categories: dict = defaultdict(set)
+        self.first_total: dict = {}
+        for r in rows:
+            self.by_year[r["period"]][(r["level"], r["unit_id"], r["dimension"], r["category"])] = r
+            self.categories[(r["period"], r["level"], r["unit_id"], r["dimension"])].add(r["category"])
+            if r["level"] == "therapist" and r["dimension"] == "total":
+                self.first_total.setdefault((r["unit_id"], r["period"]), r)
+
+
+def _caseload_rows(review_rows: "list[dict] | CaseloadRows") -> CaseloadRows:
+    return review_rows if isinstance(review_rows, CaseloadRows) else CaseloadRows(review_rows)
+
+
+def all_at_100(tid: str, review_rows: "list[dict] | CaseloadRows", year: str | None) -> dict | None:
     """The therapist's 'total' row of marts.caseload_review in ``year`` when its all_complete_at_100 flag
     (decided in SQL, once) is set."""
-    for r in review_rows:
-        if (r["level"], r["unit_id"], r["period"], r["dimension"]) == ("therapist", tid, year, "total"):
-            return r if r.get("all_complete_at_100") else None
-    return None
+    r = _caseload_rows(review_rows).first_total.get((tid, year))
+    return r if r is not None and r.get("all_complete_at_100") else None
 
 
 def _share_cell(row: dict | None, rules: Rules, manager: bool) -> dict:
@@ -731,20 +757,23 @@ def _share_cell(row: dict | None, rules: Rules, manager: bool) -> dict:
             "title": rules.suppressed_title(row) + " (in gedeelde cijfers)" if row["suppressed"] else ""}
 
 
-def caseload_review(therapist: dict, review_rows: list[dict], casemix_rows: list[dict], bench: dict[tuple, dict],
-                    year: str | None, rules: Rules, n_not_on_track: int) -> dict:
+def caseload_review(therapist: dict, review_rows: "list[dict] | CaseloadRows", casemix_rows: "list[dict] | dict",
+                    bench: dict[tuple, dict], year: str | None, rules: Rules, n_not_on_track: int) -> dict:
     """The review section of a therapist's page: case mix beside the location's, the case-mix adjusted result,
     open episodes not on track, and the two flags. The therapist's own shares are shown even when small
-    (flagged *, the manager's own view); the location's as published (suppressed cells show the mark)."""
+    (flagged *, the manager's own view); the location's as published (suppressed cells show the mark).
+    ``review_rows`` and ``casemix_rows`` may come indexed once for the concern (:class:`CaseloadRows`,
+    :func:`casemix_by_unit`)."""
     tid, loc = therapist["therapist_id"], therapist["location_id"]
-    index = {(r["level"], r["unit_id"], r["dimension"], r["category"]): r for r in review_rows if r["period"] == year}
+    review = _caseload_rows(review_rows)
+    index = review.by_year.get(year, {})
     own_total = index.get(("therapist", tid, "total", "all"))
     mix = []
     for dimension, dim_label in labels.BREAKDOWN_DIMENSIONS:
         if dimension not in CASELOAD_DIMENSIONS:
             continue
-        categories = sorted({c for (lv, u, d, c) in index if d == dimension
-                             and ((lv, u) == ("therapist", tid) or (lv, u) == ("location", loc))},
+        categories = sorted(review.categories.get((year, "therapist", tid, dimension), set())
+                            | review.categories.get((year, "location", loc, dimension), set()),
                             key=lambda c: labels.category_sort_key(dimension, c))
         if categories:
             mix.append({"dimension": dim_label, "rows": [
@@ -755,7 +784,8 @@ def caseload_review(therapist: dict, review_rows: list[dict], casemix_rows: list
                  "location": _share_cell(index.get(("location", loc, dimension, c)), rules, manager=False)}
                 for c in categories]})
     adjusted = []
-    for r in sorted((r for r in casemix_rows if r["unit_id"] == tid and r["period_type"] == "year"
+    own_casemix = casemix_rows.get(tid, []) if isinstance(casemix_rows, dict) else casemix_rows
+    for r in sorted((r for r in own_casemix if r["unit_id"] == tid and r["period_type"] == "year"
                      and r["period"] == year), key=lambda r: CASEMIX_INDICATORS.index(r["indicator"])
                     if r["indicator"] in CASEMIX_INDICATORS else 99):
         if r["indicator"] not in rules.indicators.labels or r.get("difference") is None:
@@ -769,11 +799,19 @@ def caseload_review(therapist: dict, review_rows: list[dict], casemix_rows: list
                          "position": casemix_position(r),
                          "cls": "unreliable" if r["suppressed"] else ""})
     missed = under_target(tid, bench, year, rules)
-    hundred = all_at_100(tid, review_rows, year)
+    hundred = all_at_100(tid, review, year)
     return {"year": year, "mix": mix, "adjusted": adjusted, "n_not_on_track": n_not_on_track,
             "under_target": missed, "under_target_text": UNDER_TARGET_TEXT if missed else None,
             "checklist": UNDER_TARGET_CHECKLIST if missed else [],
             "all_100": ({"text": ALL_100_TEXT, "n_complete": hundred["n_complete"]} if hundred else None)}
+
+
+def casemix_by_unit(casemix_rows: list[dict]) -> dict[str, list[dict]]:
+    """Case-mix rows per unit_id, in their order: each therapist's review reads its own."""
+    by_unit: dict[str, list[dict]] = defaultdict(list)
+    for r in casemix_rows:
+        by_unit[r["unit_id"]].append(r)
+    return dict(by_unit)
 
 
 def caseload_flags(review: dict) -> list[str]:

@@ -162,10 +162,10 @@ class FittedModel:
 
 def fit_ols(x: np.ndarray, y: np.ndarray) -> FittedModel:
     """OLS of the percentage improvement (statsmodels); ``scale`` is the residual variance."""
-    import statsmodels.api as sm
+    from statsmodels.regression.linear_model import OLS  # sm.OLS, without importing all of statsmodels.api
 
     columns = fit_columns(x)
-    result = sm.OLS(y, x[:, columns]).fit()
+    result = OLS(y, x[:, columns]).fit()
     return FittedModel(OLS_MODEL, columns, np.asarray(result.params), np.asarray(result.bse), int(result.nobs),
                        {"r_squared": float(result.rsquared), "residual_variance": float(result.scale),
                         "log_likelihood": float(result.llf), "converged": True},
@@ -192,7 +192,7 @@ def fit_mnlogit(x: np.ndarray, category: np.ndarray, start: FittedModel | None =
     ``start``: a fitted model whose estimates start the iterations (warm start); terms it
     lacks start at 0. The reference category is the first of ``CATEGORIES`` present.
     """
-    import statsmodels.api as sm
+    from statsmodels.discrete.discrete_model import MNLogit  # sm.MNLogit, without all of statsmodels.api
     from statsmodels.tools.sm_exceptions import ConvergenceWarning, HessianInversionWarning
 
     present = tuple(c for c in CATEGORIES if (category == c).any())
@@ -213,7 +213,7 @@ def fit_mnlogit(x: np.ndarray, category: np.ndarray, start: FittedModel | None =
         warnings.simplefilter("always", ConvergenceWarning)
         warnings.simplefilter("always", HessianInversionWarning)
         warnings.simplefilter("always", RuntimeWarning)
-        result = sm.MNLogit(codes, x[:, columns]).fit(method="newton", start_params=start_params,
+        result = MNLogit(codes, x[:, columns]).fit(method="newton", start_params=start_params,
                                                       maxiter=maxiter, disp=0)
     converged = bool(result.mle_retvals.get("converged", False))
     params = np.asarray(result.params).reshape(len(columns), len(present) - 1)

@@ -43,7 +43,6 @@ from typing import Callable
 
 from rom_pipeline.reports import labels, views
 from rom_pipeline.reports.data import ManagerSource, SharedSource, recording_reads
-from rom_pipeline.reports.pdf import render_pdf
 from rom_pipeline.reports.render import render
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -310,6 +309,8 @@ def _concern_task(common: _Common, src, work, concern_id: str, year: int) -> tup
     _write(Path(common.out) / rel, html)
     files = [rel]
     if common.with_pdf:
+        from rom_pipeline.reports.pdf import render_pdf  # fpdf2 (and Pillow) only in a process that writes PDFs
+
         render_pdf(html, Path(common.out) / rel.replace(".html", ".pdf"))
         files.append(rel.replace(".html", ".pdf"))
     return ({"concern_id": concern_id, "name": common.names.get(concern_id, concern_id), "year": year, "rel": rel,

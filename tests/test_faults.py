@@ -264,6 +264,26 @@ def test_the_disk_filling_up_while_the_new_warehouse_is_built_leaves_no_partial_
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
+def test_a_large_table_is_copied_a_batch_of_concerns_at_a_time_in_the_same_order(base, tmp_path, monkeypatch):
+    """publish_warehouse with batches of one concern (PUBLISH_BATCH_ROWS 1) writes every table with the
+    same rows in the same order as one statement per table."""
+    from rom_pipeline.defs.publish import warehouse
+
+    work = base.copy_data(tmp_path / "data")
+    built = {}
+    for batch_rows in (1, warehouse.PUBLISH_BATCH_ROWS):
+        monkeypatch.setattr(warehouse, "PUBLISH_BATCH_ROWS", batch_rows)
+        target = tmp_path / f"warehouse-{batch_rows}.duckdb"
+        with Workspace(data_dir=str(work), export_dir=str(base.first_root)).connect() as con:
+            if batch_rows == 1:  # at least one table goes in several batches
+                assert len(warehouse._concern_batches(con, next(t for t in load_spec() if t.name == "staging.episodes"))) > 1
+            publish_warehouse(con, target, load_spec())
+        with duckdb.connect(str(target), read_only=True) as con:
+            built[batch_rows] = {t.name: con.execute(f"SELECT * FROM {t.name}").fetchall() for t in load_spec()}
+    one_by_one, whole = built.values()
+    assert one_by_one == whole and sum(len(rows) for rows in whole.values()) > 0
+
+
 @pytest.mark.parametrize("problem", ["missing", "a_file"])
 def test_an_unreadable_export_root_fails_the_run_and_publishes_nothing(base, tmp_path, problem):
     data = base.copy_data(tmp_path / "data")

@@ -13,7 +13,8 @@ import pytest
 from deliveries import LOCATIONS, THERAPISTS, episode, items, measurement, write_delivery
 from rom_pipeline.config import apply_parameters, load_parameters
 from rom_pipeline.defs.ingest.loader import ingest_deliveries
-from rom_pipeline.defs.staging.checks import batches, check_staging_table
+from rom_pipeline.defs.staging.checks import check_staging_table
+from rom_pipeline.lib.concern_batches import batched, in_batch
 from rom_pipeline.defs.staging.validate import validate_file
 from rom_pipeline.lib.concern_scope import PENDING_DDL
 from schemas.contract import EPISODES, FILES, ITEM_RESPONSES
@@ -96,6 +97,9 @@ def test_the_pandera_check_reads_the_concerns_written_tonight(work):
 
 
 def test_concerns_are_checked_in_batches_of_whole_concerns():
-    assert batches([(None, 1), ("C1", 5), ("C2", 6), ("C3", 20), ("C4", 1)], 10) == [
-        [None, "C1"], ["C2"], ["C3"], ["C4"]]
-    assert batches([], 10) == []
+    """Whole concerns in concern order, rows without a concern last (as DuckDB sorts), a batch of about
+    the budget; a concern over it alone (lib/concern_batches.py: the pandera check, the audit trail, publish)."""
+    assert batched({None: 1, "C1": 5, "C2": 6, "C3": 20, "C4": 1}, 10) == [["C1"], ["C2"], ["C3"], ["C4", None]]
+    assert batched({}, 10) == []
+    assert in_batch("c", ["C1", "C'2", None]) == "(c IN ('C1', 'C''2') OR c IS NULL)"
+    assert in_batch("c", [None]) == "(c IS NULL)"

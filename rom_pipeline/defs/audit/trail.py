@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 from rom_pipeline.lib.audience import published_somewhere_sql
+from rom_pipeline.lib.concern_batches import batched, in_batch
 from rom_pipeline.lib.concern_scope import PENDING_DDL, clear_pending, read_scope
 from rom_pipeline.lib.sqlfiles import SqlModel
 from rom_pipeline.lib.sqltext import in_list, literal
@@ -270,28 +271,7 @@ def _concern_batches(con, select: str) -> list[list[str | None]]:
     sizes = dict(con.execute(f"SELECT concern_id, count(*) FROM ({select}) AS f GROUP BY ALL").fetchall())
     for (concern,) in con.execute("SELECT DISTINCT concern_id FROM audit.published_figures").fetchall():
         sizes.setdefault(concern, 0)
-    return _batched(sizes, FIGURE_BATCH_ROWS)
-
-
-def _batched(sizes: dict[str | None, int], budget: int) -> list[list[str | None]]:
-    """Concerns in order (NULL last), cut into consecutive batches of about ``budget`` rows; a concern
-    larger than the budget is a batch of its own."""
-    batches: list[list[str | None]] = [[]]
-    size = 0
-    for concern in sorted(sizes, key=lambda c: (c is None, c or "")):
-        if batches[-1] and size + sizes[concern] > budget:
-            batches.append([])
-            size = 0
-        batches[-1].append(concern)
-        size += sizes[concern]
-    return [b for b in batches if b]
-
-
-def _in_batch(column: str, batch: list[str | None]) -> str:
-    named = [c for c in batch if c is not None]
-    conditions = ([f"{column} IN ({in_list(named)})"] if named else []) + \
-        ([f"{column} IS NULL"] if None in batch else [])
-    return "(" + " OR ".join(conditions) + ")"
+    return batched(sizes, FIGURE_BATCH_ROWS)
 
 
 def record_published_figures(con, run_id: str) -> dict[str, int]:
@@ -339,7 +319,7 @@ def _record_figures_of(con, run_id: str, select: str, batch: list[str | None]) -
                    AS figure_key,
                *
         FROM ({select}) AS f
-        WHERE {_in_batch('f.concern_id', batch)}""")
+        WHERE {in_batch('f.concern_id', batch)}""")
     duplicates = con.execute("SELECT figure_key FROM current_figures GROUP BY ALL HAVING count(*) > 1 LIMIT 3").fetchall()
     if duplicates:
         raise ValueError(f"published figures are not unique by key, e.g. {duplicates}")
@@ -349,7 +329,7 @@ def _record_figures_of(con, run_id: str, select: str, batch: list[str | None]) -
         SELECT v.figure_key, max(r.run_seq) AS run_seq, arg_max(v.figure_sha256, r.run_seq) AS figure_sha256,
                arg_max(v.change, r.run_seq) AS change
         FROM audit.published_figures AS v JOIN audit.runs AS r ON r.run_id = v.run_id
-        WHERE (r.status = 'published' OR r.run_id = ?) AND {_in_batch('v.concern_id', batch)}
+        WHERE (r.status = 'published' OR r.run_id = ?) AND {in_batch('v.concern_id', batch)}
         GROUP BY v.figure_key""", [run_id])
     # The figures to record: new ones and changed ones. Their published row as JSON is made for these
     # only, from the source rows (rowid, within this transaction): most figures of a night are unchanged.
@@ -432,7 +412,7 @@ def record_figure_episodes(con, run_id: str, concerns: Sequence[str] | None = No
             sizes.setdefault(concern, 0)
     else:
         sizes = {c: sizes.get(c, 0) for c in concerns}
-    _record_by_batch(con, _batched(sizes, FIGURE_EPISODE_BATCH_ROWS),
+    _record_by_batch(con, batched(sizes, FIGURE_EPISODE_BATCH_ROWS),
                      lambda batch: _record_episodes_of(con, run_id, batch, sql_context), counts)
     counts["cells_changed"] = con.execute(
         "SELECT count(DISTINCT unit_period_key) FROM audit.figure_episodes WHERE run_id = ?", [run_id]).fetchone()[0]
@@ -441,7 +421,7 @@ def record_figure_episodes(con, run_id: str, concerns: Sequence[str] | None = No
 
 def _record_episodes_of(con, run_id: str, batch: list[str | None], sql_context: dict | None) -> dict[str, int]:
     """record_figure_episodes for the concerns of ``batch``."""
-    in_concerns = _in_batch("concern_id", batch)
+    in_concerns = in_batch("concern_id", batch)
     model = FIGURE_EPISODES_MODEL.render_for(sql_context, in_concerns)
     con.execute(f"CREATE OR REPLACE TEMP TABLE cell_rows AS SELECT * FROM (\n{model}\n) AS cells WHERE {in_concerns}")
     con.execute(f"""

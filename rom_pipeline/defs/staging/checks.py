@@ -13,6 +13,7 @@ import pandera.errors
 import pandera.ibis as pa
 
 from rom_pipeline.lib.concern_scope import read_scope
+from rom_pipeline.lib.concern_batches import batched
 from rom_pipeline.lib.sqltext import in_list as sql_in_list
 from rom_pipeline.lib.validation_sql import key_columns
 from rom_pipeline.resources import Workspace
@@ -74,19 +75,6 @@ def rows_to_check(con, file: str) -> tuple[list[tuple[str | None, int]], str]:
     return counts, scope
 
 
-def batches(counts: list[tuple[str | None, int]], budget: int) -> list[list[str | None]]:
-    """Concerns in consecutive batches of at most ``budget`` rows (a larger concern alone)."""
-    out: list[list[str | None]] = []
-    size = 0
-    for concern, rows in counts:
-        if not out or size + rows > budget:
-            out.append([])
-            size = 0
-        out[-1].append(concern)
-        size += rows
-    return out
-
-
 def failures_of(schema: pa.DataFrameSchema, table) -> list[str]:
     """What the schema finds wrong with an ibis table (empty: nothing)."""
     try:
@@ -107,7 +95,7 @@ def check_staging_table(con, schema: pa.DataFrameSchema) -> tuple[list[str], int
     counts, scope = rows_to_check(con, schema.name)
     table = ibis.duckdb.from_connection(con.cursor()).table(schema.name, database="staging")
     failures: list[str] = []
-    for batch in batches(counts, check_batch_rows()):
+    for batch in batched(dict(counts), check_batch_rows()):
         named = [c for c in batch if c is not None]
         condition = table.concern_id.isin(named) if named else None
         if None in batch:  # a row without a concern breaks the schema; it is checked too

@@ -203,11 +203,13 @@ def record_run_inputs(con, run_id: str) -> int:
         ORDER BY d.concern_id, d.delivery_id, f.file_name""", [run_id]).fetchone()[0]
 
 
-def _latest(table: str, key: str, columns: str) -> str:
-    """The latest version of each key among published runs (and the current run)."""
+def _latest(table: str, key: str, columns: str, condition: str = "true") -> str:
+    """The latest version of each key among published runs (and the current run), of the rows meeting
+    ``condition`` (on ``v``): it must hold for every version of a key or none, since it applies before
+    the window (a condition on the concern does: a key belongs to one concern)."""
     return f"""
         SELECT {columns} FROM audit.{table} AS v JOIN audit.runs AS r ON r.run_id = v.run_id
-        WHERE r.status = 'published' OR r.run_id = $run_id
+        WHERE (r.status = 'published' OR r.run_id = $run_id) AND ({condition})
         QUALIFY r.run_seq = max(r.run_seq) OVER (PARTITION BY v.{key})"""
 
 
@@ -437,8 +439,9 @@ def _record_episodes_of(con, run_id: str, batch: list[str | None], sql_context: 
         CREATE OR REPLACE TEMP TABLE last_cells AS
         SELECT DISTINCT unit_period_key, concern_id, level, unit_id, period_type, period, cell_sha256 FROM (
             {_latest('figure_episodes', 'unit_period_key',
-                     'v.unit_period_key, v.concern_id, v.level, v.unit_id, v.period_type, v.period, v.cell_sha256')}
-        ) WHERE {in_concerns}""".replace("$run_id", run_literal))
+                     'v.unit_period_key, v.concern_id, v.level, v.unit_id, v.period_type, v.period, v.cell_sha256',
+                     in_batch('v.concern_id', batch))}
+        )""".replace("$run_id", run_literal))
     appended = con.execute(f"""
         INSERT INTO audit.figure_episodes BY NAME
         SELECT ? AS run_id, c.* FROM {current_cells} AS c

@@ -42,6 +42,21 @@ def test_null_stays_null():
     assert duckdb.connect().execute(f"SELECT {neutralise_sql('x')} FROM (SELECT NULL::VARCHAR AS x)").fetchone() == (None,)
 
 
+def test_rows_come_in_the_order_the_spec_gives_whatever_the_files_order(tmp_path):
+    """A table whose rows were written in another order is exported in its spec's order_by."""
+    from rom_pipeline.lib.warehouse_spec import PublishedColumn, PublishedTable
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("CREATE SCHEMA marts")
+        con.execute("CREATE TABLE marts.t AS SELECT * FROM (VALUES ('C2', 2), ('C1', 9), ('C2', 1), ('C1', 3)) AS v(c, n)")
+    table = PublishedTable("marts.t", "a table", (PublishedColumn("c", "c"), PublishedColumn("n", "n")),
+                           order_by="c, n", audience="public")
+    write_csv_exports(warehouse, tmp_path / "csv", [table])
+    assert [(r["c"], r["n"]) for r in _read(tmp_path / "csv" / "marts.t.csv")] == [
+        ("C1", "3"), ("C1", "9"), ("C2", "1"), ("C2", "2")]
+
+
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     return baseline(tmp_path_factory)

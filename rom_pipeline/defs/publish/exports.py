@@ -5,7 +5,8 @@ table of ``schemas/warehouse.yaml`` whose audience is ``public`` (aggregates onl
 episode rows, no audit detail), read from the *published* warehouse, so they carry
 exactly its suppression (small numbers blank, no therapist-level rows unless
 ROM_PUBLISH_THERAPIST_LEVEL). Comma-separated, UTF-8, a header row, ``.`` as
-decimal point, NULL as an empty cell, rows in the warehouse's order.
+decimal point, NULL as an empty cell, rows in the table's ``order_by`` of the spec (a COPY
+without it wrote the same rows in another order from one export to the next).
 
 Every text cell that a spreadsheet would run as a formula gets a leading apostrophe
 (:func:`rom_pipeline.lib.spreadsheet.neutralise_sql`, applied to every VARCHAR column in the
@@ -93,7 +94,8 @@ def write_csv_exports(warehouse: Path, folder: Path, tables: list[PublishedTable
                                for c, t in columns)
             file_name = f"{table.name}.csv"
             target = building / file_name
-            con.execute(f"COPY (SELECT {select} FROM wh.{schema}.{name}) TO {literal(str(target))} "
+            order = f" ORDER BY {table.order_by}" if table.order_by else ""
+            con.execute(f"COPY (SELECT {select} FROM wh.{schema}.{name}{order}) TO {literal(str(target))} "
                         "(FORMAT csv, HEADER true, DELIMITER ',', QUOTE '\"')")
             counted = con.execute(
                 f"SELECT count(*){''.join(f', count(*) FILTER ({neutralise_sql(_quote(c))} <> {_quote(c)})' for c in text)} "

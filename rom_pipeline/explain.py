@@ -121,8 +121,9 @@ def _no_figure_message(con, run: dict, table: str, concern: str | None, level: s
     if level == "therapist" and period_type not in MANAGER_PACKAGE_PERIOD_TYPES:
         return (what + f": a therapist's {period_type} figure is published nowhere unless the deployment "
                 "publishes therapist level (ROM_PUBLISH_THERAPIST_LEVEL; manager packages show "
-                f"{' and '.join(MANAGER_PACKAGE_PERIOD_TYPES)}), so the audit trail does not record it "
-                "(docs/operations.md); its value is in marts.indicators of the work database")
+                f"{' and '.join(MANAGER_PACKAGE_PERIOD_TYPES)}), so it is not computed and the audit trail "
+                "has nothing to record (docs/operations.md); its sums are in marts.indicator_cells of the "
+                "work database")
     if period_type in PERIOD_FORMATS and period and not _period_matches(period_type, period):
         return what + f": a {period_type} is written {PERIOD_FORMATS[period_type]}"
     units = [r["unit_id"] for r in _rows(con, """

@@ -59,6 +59,7 @@ import pytest
 
 from outcomes_fixtures import OUTCOME_MODELS, Staging, build_outcomes, connect, one, rows
 from rom_pipeline.defs import models
+from rom_pipeline.lib.sqlfiles import SqlModel
 from rom_pipeline.resources import Workspace
 
 START = "2025-02-03"
@@ -413,10 +414,12 @@ def test_suppression_threshold_is_a_parameter(tmp_path):
 def test_therapist_figures_take_no_part_in_complementary_suppression(tmp_path):
     """docs/outcome-rules.md: therapist figures are not shared, so no therapist is hidden for
     another's sake. At min_n 2, month 2025-07 of n_closed has one hidden therapist figure (T1 in
-    C2, 1 episode) beside three shown ones (T1 5, T2 5, T3 2); the smallest shown (T3) stays shown."""
+    C2, 1 episode) beside three shown ones (T1 5, T2 5, T3 2); the smallest shown (T3) stays shown.
+    Month figures of therapists: a deployment that publishes therapist level."""
     connection = connect(tmp_path / "work.duckdb")
     build_case(Staging(connection))
     connection.execute("SET VARIABLE min_n = 2")
+    connection.execute("SET VARIABLE publish_therapist_level = true")
     build_outcomes(connection)
     month = connection.execute("""
         SELECT unit_id, n, suppression_reason FROM marts.indicators
@@ -573,4 +576,31 @@ def test_assets_materialise_and_checks_pass(tmp_path):
     assert len(evaluations) == len(CHECK_SPECS) and all(e.passed for e in evaluations)
     connection = duckdb.connect(str(tmp_path / "work.duckdb"), read_only=True)
     assert connection.execute("SELECT count(*) FROM marts.episode_outcomes").fetchone()[0] == 15
+    connection.close()
+
+
+def test_a_therapist_month_figure_is_computed_only_where_therapist_level_is_published(tmp_path):
+    """lib/audience.py: no output shows a therapist's month figure unless the deployment publishes
+    therapist level, so the models leave it out; its sums stay in marts.indicator_cells (per
+    concern), and the run with the setting on computes it: T1's July 2025 n_closed, 5 episodes in C1."""
+    connection = connect(tmp_path / "work.duckdb")
+    build_case(Staging(connection))
+    benchmark = SqlModel("marts", "internal_benchmark")
+    build_outcomes(connection)
+    benchmark.build(connection)
+
+    def therapist_rows(table, period_type):
+        return connection.execute(f"SELECT count(*) FROM {table} WHERE level = 'therapist' "
+                                  "AND period_type = ?", [period_type]).fetchone()[0]
+
+    for table in ("marts.indicator_aggregates", "marts.indicators", "marts.internal_benchmark"):
+        assert therapist_rows(table, "month") == 0, table
+        assert therapist_rows(table, "quarter") > 0 and therapist_rows(table, "year") > 0, table
+    assert therapist_rows("marts.indicator_cells", "month") > 0
+    connection.execute("SET VARIABLE publish_therapist_level = true")
+    build_outcomes(connection)
+    benchmark.build(connection)
+    assert therapist_rows("marts.internal_benchmark", "month") > 0
+    assert connection.execute("""SELECT n FROM marts.indicators WHERE level = 'therapist' AND concern_id = 'C1'
+        AND unit_id = 'T1' AND period = '2025-07' AND indicator = 'n_closed'""").fetchone()[0] == 5
     connection.close()

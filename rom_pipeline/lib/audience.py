@@ -3,9 +3,10 @@
 A figure is published when some output shows it: the shared warehouse (and its CSV exports) shows
 the rows its table's ``where`` in ``schemas/warehouse.yaml`` keeps (therapist rows only where the
 deployment allows them, ``ROM_PUBLISH_THERAPIST_LEVEL``); a location manager's package shows its
-therapists by year and quarter. A therapist's month figure is therefore computed (the warehouse
-may publish it) but, by default, published nowhere, and the audit trail does not record it (issue
-11: those were 60% of the figures a night recorded).
+therapists by year and quarter. A therapist's month figure is therefore, by default, published
+nowhere: the models do not compute it (:func:`computed_sql`) and the audit trail has nothing to
+record (issue 11: therapist month figures were 60% of the figures a night recorded, and about half
+of every indicator model's rows).
 """
 from __future__ import annotations
 
@@ -35,3 +36,16 @@ def published_somewhere_sql(table: str) -> str:
     if where is None:
         return "true"
     return f"(({where}) OR (level = 'therapist' AND period_type IN {period_types_sql()}))"
+
+
+def computed_sql() -> str:
+    """SQL condition on an indicator figure's ``level`` and ``period_type``: the models compute it.
+
+    A figure is computed where some output publishes it: the rows of ``marts.indicators`` that
+    :func:`published_somewhere_sql` keeps. A therapist's month figure only where the deployment
+    publishes therapist level (``ROM_PUBLISH_THERAPIST_LEVEL``); by default no output shows it, and
+    it was half of every indicator model's rows (issue 11). The sums behind it stay in
+    ``marts.indicator_cells`` (per concern), so the night the setting is turned on computes it.
+    Models read the condition as ``{{ figure_computed() }}`` (rom_pipeline/lib/sqlfiles.py).
+    """
+    return published_somewhere_sql("marts.indicators")

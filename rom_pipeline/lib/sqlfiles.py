@@ -34,6 +34,7 @@ import sqlglot
 import yaml
 from sqlglot import exp
 
+from rom_pipeline.lib.audience import computed_sql
 from rom_pipeline.lib.sqltext import in_list
 from rom_pipeline.paths import PROJECT_DIR, SQL_DIR
 
@@ -66,6 +67,7 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(SQL_DIR), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, autoescape=False)
     env.globals["concern_rows"] = concern_rows
+    env.globals["figure_computed"] = computed_sql
     return env
 
 

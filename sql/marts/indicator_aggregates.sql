@@ -27,10 +27,12 @@ indicator_definitions AS (
 cells AS NOT MATERIALIZED (
     -- The sufficient statistics of every figure: per unit of one concern (therapist, location,
     -- the concern) from marts.indicator_cells, built concern by concern; all concerns together
-    -- as the sum of the concerns' cells.
+    -- as the sum of the concerns' cells. Only the figures some output publishes: a therapist's
+    -- month figure only where the deployment publishes therapist level (lib/audience.py, issue 11).
     SELECT level, concern_id, unit_id, period_type, period, dimension, category, indicator,
            n, sum_x, sum_x2, n_therapists
     FROM marts.indicator_cells
+    WHERE {{ figure_computed() }}
     UNION ALL
     SELECT 'all' AS level, NULL::VARCHAR AS concern_id, 'all' AS unit_id, period_type, period,
            'total' AS dimension, 'total' AS category, indicator,

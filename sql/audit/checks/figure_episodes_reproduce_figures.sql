@@ -35,6 +35,7 @@ recomputed AS (
         CASE WHEN any_value(d.kind) = 'count' THEN count(*)::DOUBLE ELSE avg(x) END AS value
     FROM contributions
     JOIN config.indicator_catalogue AS d USING (indicator)
+    WHERE {{ figure_computed() }}  -- the cells of a figure that is not computed have no figure to give back
     GROUP BY concern_id, level, unit_id, period_type, period, indicator
 ),
 

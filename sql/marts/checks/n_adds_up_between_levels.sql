@@ -38,7 +38,10 @@ parts AS (
 ),
 
 wholes AS (
-    SELECT 'therapist' AS parts, concern_id, period_type, period, n FROM n_closed WHERE level = 'concern'
+    -- the therapists' parts only for the periods their figures are computed in (lib/audience.py)
+    SELECT 'therapist' AS parts, concern_id, period_type, period, n
+    FROM (SELECT * REPLACE ('therapist' AS level) FROM n_closed WHERE level = 'concern') AS therapist_wholes
+    WHERE {{ figure_computed() }}
     UNION ALL
     SELECT 'location', concern_id, period_type, period, n FROM n_closed WHERE level = 'concern'
     UNION ALL

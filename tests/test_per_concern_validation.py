@@ -84,7 +84,7 @@ def test_the_pandera_check_reads_the_concerns_written_tonight(work):
     work.execute("INSERT INTO staging.episodes SELECT * FROM staging.episodes WHERE concern_id = 'C2'")
     failures, checked, scope = check_staging_table(work, EPISODES)  # no record of tonight: every row
     assert (checked, scope) == (4, "every row (full rebuild)")
-    assert failures == ["episodes: multiple_fields_uniqueness"]
+    assert failures == ["episodes: columns ('concern_id', 'episode_id') not unique"]
 
     work.execute(PENDING_DDL)
     work.execute("INSERT INTO audit.pending_concerns VALUES ('C1', 'new delivery', false, NULL, NULL)")

@@ -397,6 +397,10 @@ def test_an_encrypted_manager_package_deployment(tiny_export, tmp_path, monkeypa
     assert con.execute("SELECT count(*) FROM audit.deliveries").fetchone()[0] > 0
     # A manager package: therapist-level figures are there.
     assert con.execute("SELECT count(*) FROM marts.indicators WHERE level = 'therapist'").fetchone()[0] > 0
+    # ... by month too: the deployment publishes them, so they are computed and recorded (lib/audience.py)
+    for table in ("marts.indicators", "marts.internal_benchmark", "audit.published_figures"):
+        assert con.execute(f"SELECT count(*) FROM {table} WHERE level = 'therapist' "
+                           "AND period_type = 'month'").fetchone()[0] > 0, table
     assert con.execute("SELECT count(therapist_id) FROM marts.episode_outcomes").fetchone()[0] > 0
     # The bytes hold neither the key nor readable content.
     blob = warehouse.read_bytes()

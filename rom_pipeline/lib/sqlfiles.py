@@ -111,6 +111,12 @@ def render_sql(relative_path: str, context: dict | None = None) -> str:
         context if context is not None else default_context())
 
 
+def render_macro(relative_path: str, macro: str, **arguments) -> str:
+    """Call the Jinja macro ``macro`` of ``sql/<relative_path>``: Python code that builds SQL reads
+    the same rule as the models and checks that import it."""
+    return str(getattr(_environment().get_template(relative_path).module, macro)(**arguments))
+
+
 def tables_read(sql: str) -> list[tuple[str, str]]:
     """(schema, table) of every table ``sql`` reads, sorted: CTEs, table functions and ``config.*`` left out."""
     return list(_tables_read(sql))

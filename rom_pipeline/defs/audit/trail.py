@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Sequence
 from rom_pipeline.lib.audience import published_somewhere_sql
 from rom_pipeline.lib.concern_batches import batched, in_batch
 from rom_pipeline.lib.concern_scope import PENDING_DDL, clear_pending, read_scope
-from rom_pipeline.lib.sqlfiles import SqlModel
+from rom_pipeline.lib.sqlfiles import SqlModel, render_macro
 from rom_pipeline.lib.sqltext import in_list, literal
 
 FIGURE_EPISODES_MODEL = SqlModel("audit", "figure_episodes")
@@ -204,13 +204,11 @@ def record_run_inputs(con, run_id: str) -> int:
 
 
 def _latest(table: str, key: str, columns: str, condition: str = "true") -> str:
-    """The latest version of each key among published runs (and the current run), of the rows meeting
-    ``condition`` (on ``v``): it must hold for every version of a key or none, since it applies before
-    the window (a condition on the concern does: a key belongs to one concern)."""
-    return f"""
-        SELECT {columns} FROM audit.{table} AS v JOIN audit.runs AS r ON r.run_id = v.run_id
-        WHERE (r.status = 'published' OR r.run_id = $run_id) AND ({condition})
-        QUALIFY r.run_seq = max(r.run_seq) OVER (PARTITION BY v.{key})"""
+    """The latest version of each key of ``audit.<table>`` among published runs and the current one
+    (``$run_id``), of the rows meeting ``condition`` (on ``v``): the macro ``latest_versions`` of
+    ``sql/macros/history.jinja``, which the checks on the trail read too."""
+    return render_macro("macros/history.jinja", "latest_versions", table=f"audit.{table}", key=key,
+                        columns=columns, run_id="$run_id", condition=condition)
 
 
 # Decimals at which two versions of a figure count as the same value. The last bits of a

@@ -4,13 +4,10 @@
 -- value = the mean of those contributions (a count: their number).
 -- Reads the latest recorded version of every unit and period, this run's included
 -- (getvariable('run_id')), so it checks the trail an auditor will read, not a recomputation.
+{% from "macros/history.jinja" import latest_versions %}
 WITH
 latest_cells AS (
-    SELECT v.*
-    FROM audit.figure_episodes AS v
-    JOIN audit.runs AS r ON r.run_id = v.run_id
-    WHERE r.status = 'published' OR r.run_id = getvariable('run_id')
-    QUALIFY r.run_seq = max(r.run_seq) OVER (PARTITION BY v.unit_period_key)
+    {{ latest_versions("audit.figure_episodes", "unit_period_key", "v.*", "getvariable('run_id')") }}
 ),
 
 entries AS (

@@ -215,3 +215,14 @@ def test_with_the_documented_dagster_yaml_a_second_run_of_the_job_waits_in_the_q
         instance.report_run_failed(running)  # the first run ends (however it ends)
         dequeued = daemon._get_runs_to_dequeue(instance, concurrency, fixed_iteration_time=None)
         assert [r.run_id for r in dequeued] == [queued[0].run_id]  # one at a time, oldest first
+
+
+def test_every_rule_file_under_sql_counts_in_the_code_fingerprint_and_the_runs_record():
+    """A macro changes what is computed as much as a model does: a changed complementary-suppression
+    macro (sql/macros/*.jinja) that left the code's hash alone would let a quiet night skip the night
+    that must recompute, and audit.runs.sql_files_json would not name the rule that ran."""
+    under_sql = {p for p in fingerprint.SQL_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert {p.suffix for p in under_sql} <= {".sql", ".yml", ".jinja"}  # a new kind of file: add it here and there
+    assert set(fingerprint.sql_files()) == under_sql
+    recorded = set(fingerprint.sql_file_hashes())
+    assert {"sql/macros/complementary.jinja", "sql/macros/history.jinja", "sql/macros/rules.sql"} <= recorded

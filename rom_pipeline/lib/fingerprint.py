@@ -61,10 +61,16 @@ def manifests_fingerprint(export_root: Path) -> str:
     return _sha256_text(json.dumps(manifest_entries(export_root)))
 
 
+def sql_files() -> list[Path]:
+    """Every file under sql/: the models and checks, their sidecars and the macros they import
+    (``sql/macros/*.sql`` and ``*.jinja``: a rule changed there changes what is computed)."""
+    return sorted(p for p in SQL_DIR.rglob("*") if p.is_file() and p.suffix in (".sql", ".yml", ".jinja"))
+
+
 @functools.cache
 def sql_file_hashes() -> dict[str, str]:
-    """sha256 of every SQL model and check file, by path relative to the project."""
-    return {p.relative_to(PROJECT_DIR).as_posix(): sha256_of_file(p) for p in sorted(SQL_DIR.rglob("*.sql"))}
+    """sha256 of every SQL model, check and macro file, by path relative to the project."""
+    return {p.relative_to(PROJECT_DIR).as_posix(): sha256_of_file(p) for p in sql_files() if p.suffix != ".yml"}
 
 
 @functools.cache
@@ -74,8 +80,7 @@ def source_sha256() -> str:
     Computed once per process (a Dagster code server reloads on a code change), so a
     colleague editing a file halfway through a test session cannot change it.
     """
-    files = [*sorted(SQL_DIR.rglob("*.sql")), *sorted(SQL_DIR.rglob("*.yml")),  # models and their sidecars
-             *sorted(SCHEMAS_DIR.rglob("*.py")), *sorted(SCHEMAS_DIR.rglob("*.yaml"))]
+    files = [*sql_files(), *sorted(SCHEMAS_DIR.rglob("*.py")), *sorted(SCHEMAS_DIR.rglob("*.yaml"))]
     for pattern in ("*.py", "*.yaml"):
         files += sorted(p for p in PACKAGE_DIR.rglob(pattern)
                         if not set(p.relative_to(PACKAGE_DIR).parts[:1]) & set(_NOT_SOURCE))

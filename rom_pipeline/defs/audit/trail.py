@@ -354,18 +354,27 @@ def _record_figures_of(con, run_id: str, select: str, batch: list[str | None]) -
     counts["figures_new"] = appended.get("new", 0)
     counts["figures_changed"] = appended.get("changed", 0)
     con.execute("DROP TABLE appended_figures")
-    counts["figures_removed"] = con.execute("""
-        INSERT INTO audit.published_figures
-        SELECT ?, v.table_name, v.figure_key, v.concern_id, v.level, v.unit_id, v.period_type, v.period, v.figure,
-               v.aggregation, NULL, NULL, NULL, NULL, sha256('removed'), 'removed'
-        FROM last_figures AS l
-        JOIN audit.runs AS r ON r.run_seq = l.run_seq
-        JOIN audit.published_figures AS v ON v.run_id = r.run_id AND v.figure_key = l.figure_key
-        WHERE l.change <> 'removed' AND NOT EXISTS (SELECT 1 FROM current_figures AS c WHERE c.figure_key = l.figure_key)
-        """, [run_id]).fetchone()[0]
+    # The figures gone since the last publish, found among the keys first: joined to the history
+    # before the NOT EXISTS, every batch scanned the whole history for none (tier L, a night with
+    # nothing gone: 22.9 of the comparison's 79.4 s).
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE gone_figures AS
+        SELECT l.figure_key, l.run_seq FROM last_figures AS l
+        WHERE l.change <> 'removed' AND NOT EXISTS (SELECT 1 FROM current_figures AS c WHERE c.figure_key = l.figure_key)""")
+    counts["figures_removed"] = 0
+    if con.execute("SELECT count(*) FROM gone_figures").fetchone()[0]:
+        counts["figures_removed"] = con.execute(f"""
+            INSERT INTO audit.published_figures
+            SELECT ?, v.table_name, v.figure_key, v.concern_id, v.level, v.unit_id, v.period_type, v.period,
+                   v.figure, v.aggregation, NULL, NULL, NULL, NULL, sha256('removed'), 'removed'
+            FROM gone_figures AS l
+            JOIN audit.runs AS r ON r.run_seq = l.run_seq
+            JOIN audit.published_figures AS v ON v.run_id = r.run_id AND v.figure_key = l.figure_key
+            WHERE {in_batch('v.concern_id', batch)}""", [run_id]).fetchone()[0]
     counts["figures_published"] = con.execute("SELECT count(*) FROM current_figures").fetchone()[0]
     con.execute("DROP TABLE current_figures")
     con.execute("DROP TABLE last_figures")
+    con.execute("DROP TABLE gone_figures")
     return counts
 
 

@@ -52,7 +52,7 @@ def unique_together(columns: list[str]) -> pa.Check:
 
 
 # Rows one run of pandera reads at most (unless one concern alone has more): concerns are checked
-# in batches up to this size, so the uniqueness window never holds more than one batch.
+# in batches up to this size, so the uniqueness count never holds more than one batch.
 CHECK_BATCH_ROWS_ENV = "ROM_CHECK_BATCH_ROWS"
 DEFAULT_CHECK_BATCH_ROWS = 10_000_000
 
